@@ -1,0 +1,3 @@
+from dcim.cli import main
+
+main()
