@@ -1,0 +1,292 @@
+"""Site config: the YAML users write, validated strictly (DESIGN "Site config").
+
+Unknown keys are errors, `${ENV}` is expanded in every string, `*_file` keys read a secret
+from a file, and every problem is reported as `path: message`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from dcim.errors import ConfigError, format_validation_error
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+
+def parse_duration(value: Any) -> float:
+    """Turn 10s / 2m / 1h / 500ms / a bare number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 2m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 10s, 2m, 1h")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def _read_secret_file(value: Any) -> SecretStr:
+    path = Path(str(value))
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if not text:
+        raise ValueError(f"secret file {path} is empty")
+    return SecretStr(text)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+SecretFile = Annotated[SecretStr, BeforeValidator(_read_secret_file)]
+Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSection(_Strict):
+    """Site identity and limits."""
+
+    name: Id
+    rack_max_kw: float = Field(default=190.0, gt=0)
+    pue_target: float | None = Field(default=None, ge=1.0, le=5.0)
+
+
+class Polling(_Strict):
+    """Polling defaults; a device may override interval and timeout."""
+
+    interval: Duration = 10.0
+    timeout: Duration = 2.0
+    retries: int = Field(default=1, ge=0, le=10)
+    max_age: Duration = 30.0
+    max_in_flight: int = Field(default=64, ge=1, le=1000)
+
+
+AuthProtocol = Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"]
+PrivProtocol = Literal["DES", "AES", "AES192", "AES256"]
+
+
+def _snmp_version(value: Any) -> Any:
+    return {"1": 1, "2": 2, "2c": 2, "3": 3}.get(str(value).lower(), value)
+
+
+class Credentials(_Strict):
+    """SNMP credentials, referenced from devices by name."""
+
+    snmp_version: Annotated[Literal[1, 2, 3], BeforeValidator(_snmp_version)] = 2
+    community: SecretStr | None = None
+    community_file: SecretFile | None = None
+    user: str | None = None
+    auth_protocol: AuthProtocol | None = None
+    auth_key: SecretStr | None = None
+    auth_key_file: SecretFile | None = None
+    priv_protocol: PrivProtocol | None = None
+    priv_key: SecretStr | None = None
+    priv_key_file: SecretFile | None = None
+
+    def secret(self, name: str) -> str | None:
+        """The secret `name` from its inline/env value or its *_file, whichever is set."""
+        value = getattr(self, name) or getattr(self, f"{name}_file")
+        return value.get_secret_value() if value is not None else None
+
+
+class Rack(_Strict):
+    """A rack: its cap, and where it sits."""
+
+    id: Id
+    hall: str | None = None
+    row: str | None = None
+    tenant: str | None = None
+    cap_kw: float | None = Field(default=None, gt=0)
+    feed_kw: float | None = Field(default=None, gt=0)
+
+
+class Coolant(_Strict):
+    """Coolant properties used for heat = flow x density x cp x delta-T."""
+
+    density_kg_m3: float = Field(gt=0)
+    cp_kj_kg_k: float = Field(gt=0)
+
+
+# PG25 (25 % propylene glycol) near 35 C, the usual secondary loop of GB300-class racks.
+COOLANTS = {
+    "pg25": Coolant(density_kg_m3=1017.0, cp_kj_kg_k=3.95),
+    "water": Coolant(density_kg_m3=994.0, cp_kj_kg_k=4.18),
+}
+
+
+def _coolant(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in COOLANTS:
+            raise ValueError(f"unknown coolant '{value}'; known: {', '.join(COOLANTS)}")
+        return COOLANTS[value]
+    return value
+
+
+class Device(_Strict):
+    """A polled device; protocol details come from its profile."""
+
+    id: Id
+    profile: str
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=255)
+    rack: str | None = None
+    feed: str | None = None
+    credentials: str | None = None
+    serves: tuple[str, ...] = ()
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    framer: Literal["tcp", "rtu"] = "tcp"
+    coolant: Annotated[Coolant, BeforeValidator(_coolant)] | None = None
+
+
+class Pue(_Strict):
+    """Which devices make up facility power and IT power."""
+
+    facility: tuple[str, ...] = Field(min_length=1)
+    it: Literal["racks"] | tuple[str, ...] = "racks"
+
+    @field_validator("it")
+    @classmethod
+    def _it_not_empty(cls, value: Any) -> Any:
+        if isinstance(value, tuple) and not value:
+            raise ValueError("give 'racks' or at least one device id")
+        return value
+
+
+class PrometheusExporter(_Strict):
+    """Prometheus scrape endpoint."""
+
+    listen: str = "127.0.0.1:9860"
+    web_config_file: Path | None = None
+
+
+class InfluxExporter(_Strict):
+    """InfluxDB v2 write API sink with a durable spool."""
+
+    url: str
+    org: str
+    bucket: str
+    token: SecretStr | None = None
+    token_file: SecretFile | None = None
+    spool: Path = Path("/var/lib/dcim/spool.db")
+    batch_size: int = Field(default=5000, ge=1)
+    flush_interval: Duration = 5.0
+    max_spool_mb: float = Field(default=512.0, gt=0)
+    timeout: Duration = 10.0
+
+
+class MqttExporter(_Strict):
+    """MQTT sink (plain layout under topic_prefix, optional DSX BMS event bus layout)."""
+
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic_prefix: str = "dcim"
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: SecretFile | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    dsx: bool = False
+
+
+class Exporters(_Strict):
+    """Optional sinks."""
+
+    prometheus: PrometheusExporter | None = None
+    influxdb: InfluxExporter | None = None
+    mqtt: MqttExporter | None = None
+
+
+class Config(_Strict):
+    """The whole site config file."""
+
+    site: SiteSection
+    polling: Polling = Polling()
+    credentials: dict[Id, Credentials] = {}
+    racks: tuple[Rack, ...] = ()
+    devices: tuple[Device, ...] = ()
+    pue: Pue | None = None
+    exporters: Exporters = Exporters()
+    profile_dirs: tuple[Path, ...] = ()
+    state_dir: Path | None = None
+
+
+def expand_env(node: Any, path: str, errors: list[str],
+               env: Callable[[str], str | None] = os.environ.get) -> Any:
+    """Replace ${NAME} in every string of a YAML tree; unset variables become errors."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k), errors, env)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, f"{path}[{i}]", errors, env) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def sub(match: re.Match[str]) -> str:
+            value = env(match.group(1))
+            if value is None:
+                errors.append(f"{path}: environment variable {match.group(1)} is not set")
+                return ""
+            return value
+        return _ENV.sub(sub, node)
+    return node
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML, turning syntax errors into a ConfigError with line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        raise ConfigError([f"{source}: {where}{exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+
+
+def parse_config(data: Any, env: Callable[[str], str | None] = os.environ.get) -> Config:
+    """Validate an already-parsed YAML tree into a Config (no cross-reference checks)."""
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): expected a mapping with at least 'site'"])
+    errors: list[str] = []
+    data = expand_env(data, "", errors, env)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(errors + format_validation_error(exc)) from None
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def load_config_file(path: Path) -> Config:
+    """Read and validate a site config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return parse_config(parse_yaml(text, str(path)))

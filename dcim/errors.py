@@ -1,0 +1,49 @@
+"""Error types shared across dcim and the `path: message` rendering of validation errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+
+class ConfigError(Exception):
+    """A config or profile that cannot be used; carries every problem as `path: message`."""
+
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    """Render a pydantic location as `devices[3].profile`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+}
+
+
+def format_validation_error(exc: ValidationError, drop_prefix: int = 0) -> list[str]:
+    """Turn a pydantic ValidationError into `path: message` lines (inputs never echoed)."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [p for p in err["loc"][drop_prefix:] if not _is_union_tag(p)]
+        message = _MESSAGES.get(err["type"], err["msg"])
+        message = message.removeprefix("Value error, ")
+        path = format_loc(loc)
+        lines.append(f"{path}: {message}" if path else message)
+    return lines
+
+
+def _is_union_tag(part: int | str) -> bool:
+    # pydantic names the union member it tried (e.g. "function-after[...]"); users never wrote it
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "list[str]"})

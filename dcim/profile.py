@@ -1,0 +1,282 @@
+"""Device profiles: the YAML language that maps a device model onto canonical points.
+
+A profile is data (collectors/snmp/*.yaml, collectors/modbus/*.yaml). This module holds its
+schema, loads and checks the files (errors name the file and the key), resolves `extends`
+fragments and keeps the registry of known profiles.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dcim.errors import ConfigError, format_validation_error
+from dcim.points import POINTS, Kind
+
+Aggregate = Literal["sum", "rows", "max", "min", "mean", "first"]
+RegisterType = Literal[
+    "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"
+]
+# Byte order inside a 16-bit register and word order across registers, written as the
+# position of bytes A (most significant) to D: ABCD is big-endian throughout.
+WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+
+REGISTER_WIDTH: dict[str, int] = {
+    "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2,
+    "int64": 4, "uint64": 4, "float64": 4,
+}
+
+
+def _normalize_oid(value: str) -> str:
+    oid = value.strip().lstrip(".")
+    parts = oid.split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not a numeric OID: {value!r}")
+    return oid
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scaling(_Strict):
+    """How a raw number becomes a canonical value, shared by every protocol."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    not_available: tuple[float, ...] = ()
+    not_available_below: float | None = None
+    map: dict[int, float] | None = None
+    map_default: float | None = None
+    aggregate: Aggregate = "sum"
+
+
+class SnmpSource(Scaling):
+    """One way of reading a point over SNMP: a scalar OID or a walked table column."""
+
+    oid: str | None = None
+    walk: str | None = None
+    index_suffix: str | None = None
+    decimals: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SnmpSource:
+        if (self.oid is None) == (self.walk is None):
+            raise ValueError("exactly one of 'oid' (scalar) or 'walk' (table column) is required")
+        for name in ("oid", "walk", "decimals"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _normalize_oid(value))
+        if self.index_suffix is not None:
+            if self.walk is None:
+                raise ValueError("'index_suffix' only applies to 'walk'")
+            object.__setattr__(self, "index_suffix", self.index_suffix.strip("."))
+        return self
+
+
+class ScaleFactorRegister(_Strict):
+    """A register holding a power-of-ten exponent for another value (SunSpec *_SF)."""
+
+    address: int = Field(ge=0, le=65535)
+    function: Literal["holding", "input"] = "holding"
+
+
+class ModbusSource(Scaling):
+    """One way of reading a point over Modbus: typed registers, optionally several rows."""
+
+    address: int = Field(ge=0, le=65535)
+    function: Literal["holding", "input"] = "holding"
+    type: RegisterType = "uint16"
+    order: WordOrder = "ABCD"
+    rows: int = Field(default=1, ge=1, le=256)
+    stride: int | None = Field(default=None, ge=1)
+    scale_factor: ScaleFactorRegister | None = None
+
+    @property
+    def width(self) -> int:
+        """Registers per value."""
+        return REGISTER_WIDTH[self.type]
+
+    def row_addresses(self) -> list[tuple[str, int]]:
+        """(row key, first register) for every row; a single row is keyed '1'."""
+        step = self.stride or self.width
+        return [(str(i + 1), self.address + i * step) for i in range(self.rows)]
+
+
+class SnmpPoint(SnmpSource):
+    """A point read over SNMP, with sources to try when the first is not available."""
+
+    fallback: tuple[SnmpSource, ...] = ()
+
+
+class ModbusPoint(ModbusSource):
+    """A point read over Modbus, with sources to try when the first is not available."""
+
+    fallback: tuple[ModbusSource, ...] = ()
+
+
+class _ProfileBase(_Strict):
+    name: str
+    kind: Kind
+    description: str
+    vendor: str | None = None
+    extends: tuple[str, ...] = ()
+
+
+class SnmpProfile(_ProfileBase):
+    """A device model read over SNMP."""
+
+    protocol: Literal["snmp"]
+    sys_object_id: tuple[str, ...] = ()
+    max_repetitions: int = Field(default=25, ge=1, le=200)
+    points: dict[str, SnmpPoint]
+
+
+class ModbusProfile(_ProfileBase):
+    """A device model read over Modbus TCP (or RTU over TCP through a gateway)."""
+
+    protocol: Literal["modbus"]
+    max_gap: int = Field(default=8, ge=0, le=64)
+    max_block: int = Field(default=125, ge=1, le=125)
+    points: dict[str, ModbusPoint]
+
+
+Profile = SnmpProfile | ModbusProfile
+_PROTOCOLS: dict[str, type[SnmpProfile] | type[ModbusProfile]] = {
+    "snmp": SnmpProfile, "modbus": ModbusProfile,
+}
+
+
+def _check_points(profile: Profile) -> list[str]:
+    errors = []
+    for name in profile.points:
+        spec = POINTS.get(name)
+        if spec is None:
+            errors.append(f"points.{name}: unknown point; known: {', '.join(sorted(POINTS))}")
+        elif profile.kind not in spec.kinds:
+            kinds = ", ".join(sorted(spec.kinds))
+            errors.append(f"points.{name}: not a point of kind '{profile.kind}' (only {kinds})")
+    return errors
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if key == "points" and isinstance(value, Mapping):
+            merged[key] = {**dict(base.get("points") or {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def builtin_profile_dir() -> Path:
+    """Where the shipped profiles live (inside the wheel, or the repo's collectors/)."""
+    packaged = Path(__file__).parent / "collectors"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "collectors"
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}".replace("\n", " ")]) from None
+
+
+class ProfileRegistry:
+    """Every known profile by name, loaded from one or more directories."""
+
+    def __init__(self, profiles: Mapping[str, Profile], sources: Mapping[str, Path]):
+        self._profiles = dict(profiles)
+        self.sources = dict(sources)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._profiles
+
+    def __getitem__(self, name: str) -> Profile:
+        return self._profiles[name]
+
+    def names(self) -> list[str]:
+        """Profile names, sorted."""
+        return sorted(self._profiles)
+
+    def all(self) -> list[Profile]:
+        """Every profile, sorted by name."""
+        return [self._profiles[n] for n in self.names()]
+
+    @classmethod
+    def load(cls, extra_dirs: Iterable[Path] = ()) -> ProfileRegistry:
+        """Load the shipped profiles, then DCIM_PROFILE_PATH and extra_dirs (later dirs win)."""
+        dirs = [builtin_profile_dir()]
+        env = os.environ.get("DCIM_PROFILE_PATH")
+        if env:
+            dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
+        dirs.extend(extra_dirs)
+        return cls.load_dirs(dirs)
+
+    @classmethod
+    def load_dirs(cls, dirs: Iterable[Path]) -> ProfileRegistry:
+        """Load every *.yaml under the given directories; raise ConfigError listing all faults."""
+        files: dict[str, Path] = {}
+        for base in dirs:
+            if not base.is_dir():
+                raise ConfigError([f"{base}: profile directory does not exist"])
+            for path in sorted(base.rglob("*.yaml")):
+                files[path.stem] = path
+        raw = {stem: _read_yaml(path) for stem, path in files.items()}
+        errors: list[str] = []
+        profiles: dict[str, Profile] = {}
+        for stem, path in files.items():
+            if stem.startswith("_"):
+                continue  # fragments are only used through `extends`
+            try:
+                profile = _build(stem, path, raw, files)
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+                continue
+            profiles[profile.name] = profile
+        if errors:
+            raise ConfigError(errors)
+        return cls(profiles, {name: files[name] for name in profiles})
+
+
+def _resolve(stem: str, raw: Mapping[str, Any], files: Mapping[str, Path],
+             seen: tuple[str, ...]) -> dict[str, Any]:
+    data = raw[stem]
+    path = files[stem]
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"{path}: a profile must be a YAML mapping"])
+    merged: dict[str, Any] = {}
+    for parent in data.get("extends") or ():
+        if parent in seen:
+            raise ConfigError([f"{path}: extends: cycle through '{parent}'"])
+        if parent not in raw:
+            raise ConfigError([f"{path}: extends: unknown fragment '{parent}'"])
+        merged = _merge(merged, _resolve(parent, raw, files, (*seen, parent)))
+    return _merge(merged, data)
+
+
+def _build(stem: str, path: Path, raw: Mapping[str, Any],
+           files: Mapping[str, Path]) -> Profile:
+    data = _resolve(stem, raw, files, (stem,))
+    model = _PROTOCOLS.get(str(data.get("protocol")))
+    if model is None:
+        raise ConfigError([f"{path}: protocol: must be one of {', '.join(_PROTOCOLS)}"])
+    try:
+        profile = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"{path}: {line}" for line in format_validation_error(exc)]) from None
+    errors = _check_points(profile)
+    if profile.name != stem:
+        errors.append(f"name: '{profile.name}' must equal the file name '{stem}'")
+    if errors:
+        raise ConfigError([f"{path}: {e}" for e in errors])
+    return profile
