@@ -212,7 +212,7 @@ def _first_usable(name: str, sources: Sequence[S], read: Callable[[S, D], PointV
 
 
 def decode_snmp(profile: SnmpProfile, data: SnmpData, rack_cap_w: float | None = None,
-                only: set[str] | None = None) -> Decoded:
+                only: frozenset[str] | None = None) -> Decoded:
     """Every point of an SNMP profile from fetched data."""
     out = Decoded()
     for name, point in profile.points.items():
@@ -301,7 +301,7 @@ def _modbus_raw(src: ModbusSource, data: ModbusData) -> object:
 
 
 def decode_modbus(profile: ModbusProfile, data: ModbusData, rack_cap_w: float | None = None,
-                  only: set[str] | None = None) -> Decoded:
+                  only: frozenset[str] | None = None) -> Decoded:
     """Every point of a Modbus profile from fetched registers."""
     out = Decoded()
     for name, point in profile.points.items():

@@ -58,6 +58,8 @@ class DeviceSpec:
     framer: str = "tcp"
     coolant: Coolant | None = None
     auth: SnmpAuth | None = None
+    # Power readings above twice this are rejected as implausible (None: no such bound).
+    rack_cap_w: float | None = None
 
     @property
     def kind(self) -> Kind:
@@ -136,6 +138,13 @@ def _auth(creds: Credentials) -> SnmpAuth:
         priv_protocol=creds.priv_protocol,
         priv_key=creds.secret("priv_key"),
     )
+
+
+def _rack_cap_w(config: Config, rack_id: str | None, kind: Kind) -> float | None:
+    if kind != Kind.PDU and rack_id is None:
+        return None
+    cap = next((r.cap_kw for r in config.racks if r.id == rack_id), None)
+    return (cap or config.site.rack_max_kw) * 1000
 
 
 def _check_credentials(name: str, creds: Credentials) -> list[str]:
@@ -231,7 +240,7 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
             interval=interval, timeout=timeout, retries=polling.retries,
             max_age=max(polling.max_age, interval), rack=dev.rack, feed=dev.feed or
             ("A" if dev.rack else None), serves=dev.serves, framer=dev.framer,
-            coolant=coolant, auth=auth,
+            coolant=coolant, auth=auth, rack_cap_w=_rack_cap_w(config, dev.rack, profile.kind),
         )
 
     racks = {

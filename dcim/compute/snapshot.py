@@ -1,0 +1,101 @@
+"""The Snapshot: everything computed from one instant of the site, read by every sink."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dcim.readings import PointValue
+
+PueStatus = Literal["ok", "degraded", "unavailable"]
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """A device as the sinks see it: up or not, and its fresh values."""
+
+    id: str
+    profile: str
+    kind: str
+    up: bool
+    fresh: bool
+    values: Mapping[str, PointValue]
+    errors: Mapping[str, str]
+    last_poll: float | None
+    last_success: float | None
+    poll_duration: float | None
+    error: str | None = None
+    error_kind: str | None = None
+    rack: str | None = None
+    feed: str | None = None
+
+
+@dataclass(frozen=True)
+class RackPower:
+    """Power of one rack against its cap; totals are None unless every input is fresh."""
+
+    id: str
+    cap_w: float
+    feed_capacity_w: float
+    feeds: Mapping[str, float | None]
+    power_w: float | None
+    utilization: float | None
+    failover_risk: bool | None
+    missing: tuple[str, ...]
+    hall: str | None = None
+    row: str | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class PueResult:
+    """Live PUE, or why it is withheld."""
+
+    value: float | None
+    status: PueStatus
+    coverage: float
+    facility_w: float | None
+    it_w: float | None
+    missing: tuple[str, ...]
+    target: float | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Where facility power goes besides IT (None where meters do not allow a split)."""
+
+    cooling_w: float | None
+    ups_loss_w: float | None
+    other_w: float | None
+
+
+@dataclass(frozen=True)
+class CduCooling:
+    """Heat removed by one CDU's secondary loop."""
+
+    id: str
+    supply_c: float | None
+    return_c: float | None
+    flow_lpm: float | None
+    delta_t: float | None
+    heat_w: float | None
+    heat_source: Literal["computed", "reported"] | None
+    capture_ratio: float | None
+    leak: bool | None
+    racks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent picture of the site at `time`."""
+
+    site: str
+    time: float
+    pue: PueResult
+    racks: Mapping[str, RackPower]
+    cdus: Mapping[str, CduCooling]
+    devices: Mapping[str, DeviceStatus]
+    overhead: Overhead
+    energy: Mapping[str, float] = field(default_factory=dict)

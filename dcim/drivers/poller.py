@@ -1,0 +1,77 @@
+"""One entry point for polling any device: picks the driver, fetches, decodes, times it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from dcim.decode import Decoded, decode_modbus, decode_snmp
+from dcim.drivers.modbus import ModbusClient, ModbusDeviceError
+from dcim.drivers.snmp import PysnmpClient, SnmpDeviceError, fallback_plan, fetch, primary_plan
+from dcim.profile import ModbusProfile, SnmpProfile
+from dcim.readings import PollResult, failed
+from dcim.site import DeviceSpec
+
+
+class Poller:
+    """Polls devices over SNMP or Modbus; one instance (one SNMP engine) per process."""
+
+    def __init__(self, max_in_flight: int = 64):
+        self._max_in_flight = max_in_flight
+        self._snmp: PysnmpClient | None = None
+        self._modbus = ModbusClient()
+
+    def _snmp_client(self) -> PysnmpClient:
+        if self._snmp is None:
+            self._snmp = PysnmpClient(self._max_in_flight)
+        return self._snmp
+
+    async def close(self) -> None:
+        """Close sockets and connections."""
+        await self._modbus.close()
+        if self._snmp is not None:
+            self._snmp.close()
+
+    async def poll(self, device: DeviceSpec, only: frozenset[str] | None = None,
+                   deadline: float | None = None) -> PollResult:
+        """Poll one device (optionally only some points) within a deadline; never raises."""
+        started = time.monotonic()
+        budget = deadline or device.timeout * (device.retries + 1) * 4
+        try:
+            async with asyncio.timeout(budget):
+                if isinstance(device.profile, SnmpProfile):
+                    result = await self._poll_snmp(device, device.profile, only)
+                else:
+                    result = await self._poll_modbus(device, device.profile, only)
+        except (SnmpDeviceError, ModbusDeviceError) as exc:
+            return failed(device.id, time.time(), time.monotonic() - started, exc.kind, str(exc))
+        except TimeoutError:
+            return failed(device.id, time.time(), time.monotonic() - started, "deadline",
+                          f"no complete answer within {budget:g}s")
+        except OSError as exc:
+            return failed(device.id, time.time(), time.monotonic() - started, "network", str(exc))
+        return PollResult(device=device.id, time=time.time(), duration=time.monotonic() - started,
+                          values=result.values, errors=result.errors, raw=result.raw)
+
+    async def _poll_snmp(self, device: DeviceSpec, profile: SnmpProfile,
+                         only: frozenset[str] | None) -> Decoded:
+        client = self._snmp_client()
+        data = await fetch(client, device, primary_plan(profile, only), profile.max_repetitions)
+        decoded = decode_snmp(profile, data, device.rack_cap_w, only)
+        retry = [profile.points[name] for name in decoded.errors if profile.points[name].fallback]
+        if retry:
+            data = await fetch(client, device, fallback_plan(retry), profile.max_repetitions, data)
+            decoded = decode_snmp(profile, data, device.rack_cap_w, only)
+        return decoded
+
+    async def _poll_modbus(self, device: DeviceSpec, profile: ModbusProfile,
+                           only: frozenset[str] | None) -> Decoded:
+        points = {n: p for n, p in profile.points.items() if only is None or n in only}
+        data = await self._modbus.fetch(device, points.values(), profile.max_gap, profile.max_block)
+        decoded = decode_modbus(profile, data, device.rack_cap_w, only)
+        retry = [s for name in decoded.errors for s in points[name].fallback]
+        if retry:
+            data = await self._modbus.fetch(device, retry, profile.max_gap, profile.max_block, data)
+            decoded = decode_modbus(profile, data, device.rack_cap_w, only)
+        return decoded
+
