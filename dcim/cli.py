@@ -1,0 +1,205 @@
+"""The `dcim` command line (typer). Heavy imports stay inside commands to keep start-up fast."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from dcim.compute import Snapshot
+    from dcim.readings import PollResult
+    from dcim.site import Site
+
+app = typer.Typer(
+    help="Monitoring daemon for AI/HPC data halls: PDUs, UPSes, meters, chillers, CDUs.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+
+# Nagios plugin exit codes, so `dcim pue` drops into existing checks.
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+CONFIG_ERROR = 2
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Site config (YAML).")]
+
+
+def _fail_config(errors: list[str]) -> NoReturn:
+    for line in errors:
+        typer.echo(line, err=True)
+    raise typer.Exit(CONFIG_ERROR)
+
+
+def _load(path: Path) -> Site:
+    from dcim.errors import ConfigError
+    from dcim.site import load_site
+
+    try:
+        return load_site(path)
+    except ConfigError as exc:
+        _fail_config(exc.errors)
+
+
+@app.command("check-config")
+def check_config(path: Annotated[Path, typer.Argument(help="Site config to validate.")]) -> None:
+    """Validate a site config; exit 2 printing every error as `path: message`."""
+    site = _load(path)
+    typer.echo(f"{path}: ok: site {site.name}, {len(site.racks)} racks, "
+               f"{len(site.devices)} devices")
+
+
+@app.command()
+def profiles() -> None:
+    """List the device profiles dcim knows, with kind and protocol."""
+    from dcim.errors import ConfigError
+    from dcim.profile import ProfileRegistry
+
+    try:
+        registry = ProfileRegistry.load()
+    except ConfigError as exc:
+        _fail_config(exc.errors)
+    rows = [(p.name, str(p.kind), p.protocol, p.description) for p in registry.all()]
+    width = max(len(r[0]) for r in rows)
+    typer.echo(f"{'PROFILE':<{width}}  {'KIND':<7}  {'PROTOCOL':<8}  DESCRIPTION")
+    for name, kind, proto, desc in rows:
+        typer.echo(f"{name:<{width}}  {kind:<7}  {proto:<8}  {desc}")
+
+
+def pue_json(snapshot: Snapshot) -> dict[str, object]:
+    """The `dcim pue --json` object (DESIGN "CLI")."""
+    pue = snapshot.pue
+    return {
+        "pue": None if pue.value is None else round(pue.value, 4),
+        "facility_w": pue.facility_w,
+        "it_w": pue.it_w,
+        "coverage": round(pue.coverage, 4),
+        "status": pue.status,
+        "missing": list(pue.missing),
+        "reason": pue.reason,
+        "target": pue.target,
+        "timestamp": snapshot.time,
+    }
+
+
+def _nagios_state(value: float | None, warn: float | None, crit: float | None) -> int:
+    if value is None:
+        return UNKNOWN
+    if crit is not None and value >= crit:
+        return CRITICAL
+    if warn is not None and value >= warn:
+        return WARNING
+    return OK
+
+
+def _kw(watts: float | None) -> str:
+    return "n/a" if watts is None else f"{watts / 1000:,.1f} kW"
+
+
+def _print_pue(snapshot: Snapshot, state: int) -> None:
+    pue = snapshot.pue
+    label = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][state]
+    value = "withheld" if pue.value is None else f"{pue.value:.3f}"
+    target = f" (target {pue.target:g})" if pue.target else ""
+    typer.echo(f"PUE {label}: {value}{target} - site {snapshot.site}, status {pue.status}")
+    typer.echo(f"  facility   {_kw(pue.facility_w)}")
+    typer.echo(f"  IT         {_kw(pue.it_w)}")
+    typer.echo(f"  coverage   {pue.coverage:.0%}")
+    if pue.reason:
+        typer.echo(f"  why        {pue.reason}")
+    for device_id in pue.missing:
+        dev = snapshot.devices.get(device_id)
+        why = (dev.error if dev and dev.error else
+               "; ".join(f"{k}: {v}" for k, v in (dev.errors.items() if dev else ())))
+        typer.echo(f"  missing    {device_id}: {why or 'no data'}")
+    racks = sorted((r for r in snapshot.racks.values() if r.utilization is not None),
+                   key=lambda r: r.utilization or 0.0, reverse=True)[:5]
+    if racks:
+        typer.echo("  racks nearest their cap:")
+        for r in racks:
+            flag = "  FAILOVER RISK" if r.failover_risk else ""
+            typer.echo(f"    {r.id:<12} {_kw(r.power_w):>10} of {_kw(r.cap_w):>9} "
+                       f"({(r.utilization or 0):.0%}){flag}")
+    incomplete = [r.id for r in snapshot.racks.values() if r.power_w is None]
+    if incomplete:
+        typer.echo(f"  racks withheld (missing PDUs): {', '.join(incomplete)}")
+
+
+@app.command()
+def pue(
+    config: ConfigOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    warn: Annotated[float | None, typer.Option(help="Exit 1 when PUE >= this.")] = None,
+    crit: Annotated[float | None, typer.Option(help="Exit 2 when PUE >= this.")] = None,
+) -> None:
+    """Spot check: poll the PUE meters and racks once and print PUE (Nagios exit codes)."""
+    from dcim.spotcheck import spot_check
+
+    site = _load(config)
+    snapshot = asyncio.run(spot_check(site))
+    state = _nagios_state(snapshot.pue.value, warn, crit)
+    if as_json:
+        typer.echo(json.dumps(pue_json(snapshot)))
+    else:
+        _print_pue(snapshot, state)
+    raise typer.Exit(state)
+
+
+def poll_json(result: PollResult, profile: str) -> dict[str, object]:
+    """The `dcim poll --json` object (DESIGN "CLI")."""
+    errors = dict(result.errors)
+    if result.error:
+        errors = {"*": result.error}
+    return {"device": result.device, "profile": profile, "points": dict(result.values),
+            "errors": errors}
+
+
+@app.command()
+def poll(
+    config: ConfigOpt,
+    device: Annotated[str, typer.Argument(help="Device id from the config.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Read one device now and show every point, raw and scaled, and per-point errors."""
+    from dcim.spotcheck import poll_once
+
+    site = _load(config)
+    if device not in site.devices:
+        known = ", ".join(sorted(site.devices))
+        typer.echo(f"unknown device '{device}'; known: {known}", err=True)
+        raise typer.Exit(CONFIG_ERROR)
+    spec = site.devices[device]
+    (result,) = asyncio.run(poll_once(site, [spec]))
+    if as_json:
+        typer.echo(json.dumps(poll_json(result, spec.profile.name)))
+    else:
+        _print_poll(result, spec.profile.name, spec.host, spec.port)
+    raise typer.Exit(0 if result.up else 1)
+
+
+def _print_poll(result: PollResult, profile: str, host: str, port: int) -> None:
+    status = "up" if result.up else f"DOWN ({result.error_kind}): {result.error}"
+    typer.echo(f"{result.device} ({profile} at {host}:{port}) {status}, "
+               f"{result.duration * 1000:.0f} ms")
+    from dcim.points import POINTS
+
+    for name in sorted({*result.values, *result.errors}):
+        unit = POINTS[name].unit if name in POINTS else ""
+        raw = result.raw.get(name)
+        if name in result.values:
+            value = result.values[name]
+            shown = (", ".join(f"{k}: {v:g}" for k, v in value.items())
+                     if isinstance(value, dict) else f"{value:g}")
+            typer.echo(f"  {name:<20} {shown} {unit}   (raw {raw})")
+        else:
+            typer.echo(f"  {name:<20} -   {result.errors[name]}   (raw {raw})")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
