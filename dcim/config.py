@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -47,8 +48,10 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-def _read_secret_file(value: Any) -> SecretStr:
+def _read_secret_file(value: Any, info: ValidationInfo) -> SecretStr:
     path = Path(str(value))
+    if not path.is_absolute() and info.context and "base_dir" in info.context:
+        path = info.context["base_dir"] / path
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -268,14 +271,15 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
 
 
-def parse_config(data: Any, env: Callable[[str], str | None] = os.environ.get) -> Config:
-    """Validate an already-parsed YAML tree into a Config (no cross-reference checks)."""
+def parse_config(data: Any, env: Callable[[str], str | None] = os.environ.get,
+                 base_dir: Path | None = None) -> Config:
+    """Validate a parsed YAML tree into a Config; relative *_file paths are read from base_dir."""
     if not isinstance(data, dict):
         raise ConfigError(["(top level): expected a mapping with at least 'site'"])
     errors: list[str] = []
     data = expand_env(data, "", errors, env)
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as exc:
         raise ConfigError(errors + format_validation_error(exc)) from None
     if errors:
@@ -289,4 +293,4 @@ def load_config_file(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse_config(parse_yaml(text, str(path)))
+    return parse_config(parse_yaml(text, str(path)), base_dir=path.parent)

@@ -6,6 +6,7 @@ config, so defaults and references are resolved exactly once.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,12 @@ def _auth(creds: Credentials) -> SnmpAuth:
     )
 
 
+def _suggest(name: str, registry: ProfileRegistry) -> str:
+    close = difflib.get_close_matches(name, registry.names(), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{hint}; `dcim profiles` lists the known ones"
+
+
 def _rack_cap_w(config: Config, rack_id: str | None, kind: Kind) -> float | None:
     if kind != Kind.PDU and rack_id is None:
         return None
@@ -194,7 +201,6 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
     seen: dict[str, int] = {}
     feeds: dict[str, dict[str, list[str]]] = {r.id: {} for r in config.racks}
     polling = config.polling
-    known = ", ".join(registry.names())
     for i, dev in enumerate(config.devices):
         where = f"devices[{i}]"
         if dev.id in seen:
@@ -202,7 +208,8 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
             continue
         seen[dev.id] = i
         if dev.profile not in registry:
-            errors.append(f"{where}.profile: unknown profile '{dev.profile}'; known: {known}")
+            hint = _suggest(dev.profile, registry)
+            errors.append(f"{where}.profile: unknown profile '{dev.profile}'{hint}")
             continue
         profile = registry[dev.profile]
         auth = None
