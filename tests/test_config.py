@@ -41,7 +41,8 @@ def summarize(site: Site) -> dict[str, Any]:
         "name": site.name,
         "rack_max_w": site.rack_max_w,
         "pue_target": site.pue_target,
-        "racks": {r.id: {"cap_w": r.cap_w, "feed_w": r.feed_w, "feeds": {k: list(v) for k, v in r.feeds.items()},
+        "racks": {r.id: {"cap_w": r.cap_w, "feed_w": r.feed_w,
+                         "feeds": {k: list(v) for k, v in r.feeds.items()},
                          "hall": r.hall, "row": r.row, "tenant": r.tenant}
                   for r in site.racks.values()},
         "devices": {d.id: {"profile": d.profile.name, "kind": str(d.kind), "host": d.host, "port": d.port,
