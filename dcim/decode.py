@@ -31,6 +31,14 @@ class Unavailable(Exception):
     """A source (or a row of it) gives no usable value; the message says why."""
 
 
+class Rows(dict[str, float]):
+    """Per-row values, remembering the rows that were dropped and why."""
+
+    def __init__(self, good: Mapping[str, float], problems: Mapping[str, str]):
+        super().__init__(good)
+        self.problems = dict(problems)
+
+
 @dataclass(frozen=True)
 class Missing:
     """An SNMP varbind or Modbus register that did not come back, and why."""
@@ -104,7 +112,7 @@ def _aggregate(rule: Scaling, rows: Mapping[str, float | Unavailable]) -> PointV
     if rule.aggregate == "rows":
         if not good:
             raise Unavailable("; ".join(f"row {k}: {v}" for k, v in bad.items()))
-        return good
+        return Rows(good, {k: str(v) for k, v in bad.items()})
     if bad:
         # A sum over units with one unit missing would be a wrong total: refuse it.
         raise Unavailable("; ".join(f"row {k}: {v}" for k, v in bad.items()))
@@ -121,18 +129,24 @@ def _aggregate(rule: Scaling, rows: Mapping[str, float | Unavailable]) -> PointV
     return values[0]
 
 
-def _check(name: str, value: PointValue, rack_cap_w: float | None) -> PointValue:
+def _check(name: str, value: PointValue, rack_cap_w: float | None) -> tuple[PointValue, str | None]:
+    """Apply the point's physical range: a bad scalar fails, bad rows are dropped and named."""
     spec = POINTS[name]
-    if isinstance(value, Mapping):
-        for row, v in value.items():
-            reason = check_range(spec, v, rack_cap_w)
-            if reason:
-                raise Unavailable(f"row {row}: {reason}")
-        return value
-    reason = check_range(spec, value, rack_cap_w)
-    if reason:
-        raise Unavailable(reason)
-    return value
+    if not isinstance(value, Mapping):
+        reason = check_range(spec, value, rack_cap_w)
+        if reason:
+            raise Unavailable(reason)
+        return value, None
+    bad = {row: r for row, v in value.items() if (r := check_range(spec, v, rack_cap_w))}
+    if isinstance(value, Rows):
+        bad = {**value.problems, **bad}
+    if not bad:
+        return dict(value), None
+    why = "; ".join(f"row {row}: {r}" for row, r in bad.items())
+    good = {row: v for row, v in value.items() if row not in bad}
+    if not good:
+        raise Unavailable(why)
+    return good, why
 
 
 # --- SNMP -------------------------------------------------------------------------------------
@@ -202,8 +216,10 @@ def _first_usable(name: str, sources: Sequence[S], read: Callable[[S, D], PointV
     reasons = []
     for i, src in enumerate(sources):
         try:
-            out.values[name] = _check(name, read(src, data), rack_cap_w)
+            out.values[name], partial = _check(name, read(src, data), rack_cap_w)
             out.raw[name] = raw(src, data)
+            if partial:
+                out.errors[name] = partial
             return
         except Unavailable as exc:
             reasons.append(f"fallback {i}: {exc}" if i else str(exc))
