@@ -491,16 +491,17 @@ def _header(data: bytes, i: int, limit: int, tag: int) -> tuple[int, int]:
 
 def _int32(data: bytes, i: int, limit: int) -> tuple[int, int]:
     start, end = _header(data, i, limit, 0x02)
-    if not 0 < end - start <= 4:
-        raise SnmpDecodeError("INTEGER must have 1..4 content octets")
-    return int.from_bytes(data[start:end], "big", signed=True), end
+    value = int.from_bytes(data[start:end], "big", signed=True)
+    if start == end or not -0x80000000 <= value <= 0x7FFFFFFF:
+        raise SnmpDecodeError("INTEGER empty or outside Integer32")
+    return value, end
 
 
 _new_int = int.__new__
 _UNSIGNED: Final = {0x41: Counter32, 0x42: Gauge32, 0x43: TimeTicks}
 
 
-def decode_message(data: bytes) -> Message:
+def decode_message(data: bytes | bytearray | memoryview) -> Message:
     """Decode one v1/v2c message; any malformation raises SnmpDecodeError."""
     try:
         return _decode(bytes(data))
@@ -532,6 +533,8 @@ def _decode(data: bytes) -> Message:
     request_id, i = _int32(data, pstart, pend)
     error_status, i = _int32(data, i, pend)
     error_index, i = _int32(data, i, pend)
+    if pdu_type is PduType.GET_BULK_REQUEST and (error_status < 0 or error_index < 0):
+        raise SnmpDecodeError("negative non-repeaters or max-repetitions")
     i, vend = _header(data, i, pend, 0x30)
     if vend != pend:
         raise SnmpDecodeError("trailing bytes after the varbind list")
@@ -580,22 +583,25 @@ def _decode(data: bytes) -> Message:
             raise SnmpDecodeError("VarBind length does not match its contents")
         value: Value
         n = ve - vs
+        # Lengths beyond the minimum are legal BER and really sent (pyasn1 pads -2**31 to
+        # five octets), so the range is checked on the value, only when the length allows
+        # it to be out of range.
         if tag == 0x02:
-            if not 0 < n <= 4:
-                raise SnmpDecodeError("Integer32 must have 1..4 content octets")
             value = from_bytes(data[vs:ve], "big", signed=True)
+            if not 0 < n <= 4 and (n == 0 or not -0x80000000 <= value <= 0x7FFFFFFF):
+                raise SnmpDecodeError("INTEGER empty or outside Integer32")
         elif 0x41 <= tag <= 0x43:
-            first = data[vs] if n else 0
-            if not 0 < n <= 5 or first & 0x80 or (n == 5 and first):
-                raise SnmpDecodeError("32-bit unsigned value out of range")
-            value = _new_int(_UNSIGNED[tag], from_bytes(data[vs:ve], "big"))
+            num = from_bytes(data[vs:ve], "big")
+            if n == 0 or data[vs] & 0x80 or (n > 4 and num > 0xFFFFFFFF):
+                raise SnmpDecodeError("32-bit unsigned value empty, negative or too large")
+            value = _new_int(_UNSIGNED[tag], num)
         elif tag == 0x04:
             value = data[vs:ve]
         elif tag == 0x46:
-            first = data[vs] if n else 0
-            if version == V1 or not 0 < n <= 9 or first & 0x80 or (n == 9 and first):
-                raise SnmpDecodeError("Counter64 out of range (or in a v1 message)")
-            value = _new_int(Counter64, from_bytes(data[vs:ve], "big"))
+            num = from_bytes(data[vs:ve], "big")
+            if version == V1 or n == 0 or data[vs] & 0x80 or (n > 8 and num > _MAX_U64):
+                raise SnmpDecodeError("Counter64 empty, negative, too large or in v1")
+            value = _new_int(Counter64, num)
         elif tag == 0x06:
             value = _oid_from(data[vs:ve])
         elif tag == 0x05:
