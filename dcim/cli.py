@@ -147,6 +147,36 @@ def pue(
     raise typer.Exit(state)
 
 
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    index, _, total = text.partition("/")
+    try:
+        shard = (int(index), int(total))
+    except ValueError:
+        shard = (-1, 0)
+    if not 0 <= shard[0] < shard[1]:
+        _fail_config([f"--shard: '{text}' is not I/N with 0 <= I < N"])
+    return shard
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    listen: Annotated[str | None, typer.Option(
+        help="host:port for /metrics (overrides exporters.prometheus.listen).")] = None,
+    shard: Annotated[str | None, typer.Option(
+        help="Poll only shard I of N (I/N); racks stay whole within a shard.")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run the daemon: poll, compute, export (systemd Type=notify aware)."""
+    from dcim.daemon.runtime import Daemon, configure_logging
+
+    configure_logging(log_level.upper())
+    daemon = Daemon(config, listen=listen, shard=_parse_shard(shard))
+    raise typer.Exit(asyncio.run(daemon.run()))
+
+
 def poll_json(result: PollResult, profile: str) -> dict[str, object]:
     """The `dcim poll --json` object (DESIGN "CLI")."""
     errors = dict(result.errors)

@@ -54,6 +54,9 @@ class Scaling(_Strict):
     map: dict[int, float] | None = None
     map_default: float | None = None
     aggregate: Aggregate = "sum"
+    # Raw value at which a cumulative counter rolls over to zero (e.g. 4294967296 for a
+    # Counter32/Unsigned32 energy register); lets the energy ledger tell a wrap from a reset.
+    wrap: float | None = Field(default=None, gt=0)
 
 
 class SnmpSource(Scaling):

@@ -7,8 +7,9 @@ config, so defaults and references are resolved exactly once.
 from __future__ import annotations
 
 import difflib
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dcim.config import (
@@ -98,6 +99,8 @@ class PueSpec:
     facility: Mapping[str, str]
     it: Mapping[str, str]
     it_from_racks: bool
+    # Inputs polled by other shards: this instance can sum its part but never give a PUE.
+    remote: tuple[str, ...] = ()
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -305,6 +308,32 @@ def _build_pue(config: Config, devices: Mapping[str, DeviceSpec],
         return PueSpec(facility=facility, it=it, it_from_racks=True)
     it = resolve("it", config.pue.it)
     return PueSpec(facility=facility, it=it, it_from_racks=False)
+
+
+def shard_key(device: DeviceSpec) -> str:
+    """What a device is sharded by: its rack (a rack's PDUs stay together) or its own id."""
+    return device.rack or device.id
+
+
+def shard_of(key: str, shards: int) -> int:
+    """A stable shard number for a key (the same on every machine and Python run)."""
+    return zlib.crc32(key.encode()) % shards
+
+
+def restrict_to_shard(site: Site, shard: int, shards: int) -> Site:
+    """The part of a site that shard `shard` of `shards` polls."""
+    devices = {d.id: d for d in site.devices.values() if shard_of(shard_key(d), shards) == shard}
+    racks = {r.id: r for r in site.racks.values() if r.devices and r.devices[0] in devices}
+    pue = None
+    if site.pue is not None:
+        remote = tuple(d for d in site.pue.devices if d not in devices)
+        pue = replace(
+            site.pue,
+            facility={d: p for d, p in site.pue.facility.items() if d in devices},
+            it={d: p for d, p in site.pue.it.items() if d in devices},
+            remote=remote,
+        )
+    return replace(site, devices=devices, racks=racks, pue=pue)
 
 
 def load_site(path: Path, registry: ProfileRegistry | None = None) -> Site:

@@ -14,9 +14,15 @@ def live_pue(spec: PueSpec | None, inputs: Inputs, target: float | None) -> PueR
                          "no pue section in the site config")
     facility_w, facility_missing = inputs.total(spec.facility)
     it_w, it_missing = inputs.total(spec.it)
-    needed = spec.devices
+    needed = [d for d in spec.devices if d not in spec.remote]
     missing = tuple(dict.fromkeys([*facility_missing, *it_missing]))
     coverage = (len(needed) - len(missing)) / len(needed) if needed else 0.0
+    if spec.remote:
+        # Sharded: this instance holds only part of the inputs. Its local sums are published
+        # for the recording rules that compute campus PUE; a PUE from a part would be wrong.
+        return PueResult(None, "unavailable", coverage, facility_w, it_w, missing, target,
+                         f"{len(spec.remote)} PUE inputs are polled by other shards; campus "
+                         "PUE comes from the Prometheus recording rules")
     if missing:
         status: PueStatus = "unavailable" if coverage == 0 else "degraded"
         return PueResult(None, status, coverage, facility_w, it_w, missing, target,

@@ -1,0 +1,267 @@
+"""`dcim run`: wires config -> scheduler -> drivers -> state -> compute -> sinks, and lifecycle.
+
+SIGHUP reloads the config (an invalid one is refused and the old one kept), SIGTERM drains
+and exits 0, systemd is told READY/STATUS/WATCHDOG over $NOTIFY_SOCKET when present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
+
+from prometheus_client.metrics_core import Metric
+
+from dcim.compute import compute
+from dcim.compute.energy import DeviceEnergy, Increment, Totals, add_increments, observe, role_of
+from dcim.daemon.energy_store import EnergyStore, StateError
+from dcim.daemon.notify import Notifier
+from dcim.daemon.scheduler import Health, Scheduler
+from dcim.drivers.poller import Poller
+from dcim.errors import ConfigError
+from dcim.exporters.prometheus import PrometheusExporter
+from dcim.exporters.prometheus_metrics import Published
+from dcim.readings import PollResult
+from dcim.site import DeviceSpec, Site, load_site, restrict_to_shard
+from dcim.state import StateStore
+
+log = logging.getLogger("dcim")
+
+TICK_S = 1.0
+EXIT_CONFIG = 2
+
+
+class Sink(Protocol):
+    """An output that reads Published snapshots (InfluxDB, MQTT)."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect (in the background; never block polling)."""
+
+    def publish(self, published: Published) -> None:
+        """Take a new snapshot; must return at once (queue it)."""
+
+    async def stop(self, timeout: float) -> None:
+        """Flush what can be flushed within timeout, keep the rest (spool), disconnect."""
+
+    def metrics(self) -> Iterable[Metric]:
+        """Self-health series for the Prometheus endpoint."""
+
+
+def default_state_dir() -> Path:
+    """$STATE_DIRECTORY (systemd StateDirectory=), else /var/lib/dcim, else ~/.local/state."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    system = Path("/var/lib/dcim")
+    if os.access(system if system.exists() else system.parent, os.W_OK):
+        return system
+    return Path.home() / ".local" / "state" / "dcim"
+
+
+def make_sinks(site: Site, state_dir: Path) -> list[Sink]:
+    """The sinks the config asks for (InfluxDB, MQTT)."""
+    sinks: list[Sink] = []
+    exporters = site.config.exporters
+    if exporters.influxdb is not None:
+        from dcim.exporters.influx import InfluxSink
+
+        sinks.append(InfluxSink(exporters.influxdb, state_dir))
+    if exporters.mqtt is not None:
+        from dcim.exporters.mqtt import MqttSink
+
+        sinks.append(MqttSink(exporters.mqtt, site))
+    return sinks
+
+
+class Daemon:
+    """The long-running service."""
+
+    def __init__(self, config_path: Path, listen: str | None = None,
+                 shard: tuple[int, int] | None = None, notifier: Notifier | None = None):
+        self.config_path = config_path
+        self.listen = listen
+        self.shard = shard
+        self.notifier = notifier or Notifier()
+        self.health = Health()
+        self.store = StateStore()
+        self.poller: Poller | None = None
+        self.site: Site | None = None
+        self.exporter: PrometheusExporter | None = None
+        self.sinks: list[Sink] = []
+        self.energy: dict[str, DeviceEnergy] = {}
+        self.totals = Totals({})
+        self._pending: list[Increment] = []
+        self._dirty_energy: set[str] = set()
+        self._changed = True
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self.published: Published | None = None
+
+    def _load(self) -> Site:
+        site = load_site(self.config_path)
+        if self.shard is not None:
+            site = restrict_to_shard(site, *self.shard)
+        return site
+
+    def _on_result(self, device: DeviceSpec, result: PollResult) -> None:
+        self.store.update(result)
+        if self.site is None or device.id not in self.site.devices:
+            return
+        prev = self.energy.get(device.id, DeviceEnergy())
+        state, inc = observe(device, role_of(self.site, device.id), prev, result)
+        if state != prev:
+            self.energy[device.id] = state
+            self._dirty_energy.add(device.id)
+        if inc is not None:
+            self._pending.append(inc)
+        self._changed = True
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code."""
+        try:
+            site = self._load()
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("config: %s", line)
+            return EXIT_CONFIG
+        self.site = site
+        state_dir = site.config.state_dir or default_state_dir()
+        try:
+            energy_store = EnergyStore(state_dir / "state.db")
+            self.energy, self.totals = energy_store.load()
+        except StateError as exc:
+            log.error("%s", exc)
+            return EXIT_CONFIG
+        listen = self.listen or (site.config.exporters.prometheus.listen
+                                 if site.config.exporters.prometheus else "127.0.0.1:9860")
+        web_config = (site.config.exporters.prometheus.web_config_file
+                      if site.config.exporters.prometheus else None)
+        try:
+            self.exporter = PrometheusExporter(listen, self.health, web_config)
+            self.exporter.start()
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("%s", line)
+            energy_store.close()
+            return EXIT_CONFIG
+        except OSError as exc:
+            log.error("cannot listen on %s: %s", listen, exc.strerror or exc)
+            energy_store.close()
+            return EXIT_CONFIG
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        self.poller = Poller(site.config.polling.max_in_flight)
+        scheduler = Scheduler(self.poller, self._on_result, self.health)
+        self.sinks = make_sinks(site, state_dir)
+        for sink in self.sinks:
+            await sink.start()
+            self.exporter.extra.append(sink.metrics)
+        scheduler.set_devices(list(site.devices.values()))
+        log.info("dcim polling %d devices of site %s; metrics on http://%s:%d/metrics",
+                 len(site.devices), site.name, self.exporter.host, self.exporter.port)
+        self.notifier.ready(self._status_line())
+        try:
+            await self._loop(scheduler, energy_store)
+        finally:
+            self.notifier.stopping()
+            await scheduler.stop()
+            self._tick(energy_store)
+            for sink in self.sinks:
+                await sink.stop(timeout=3.0)
+            await self.poller.close()
+            self.exporter.stop()
+            energy_store.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        log.info("dcim stopped")
+        return 0
+
+    async def _loop(self, scheduler: Scheduler, energy_store: EnergyStore) -> None:
+        watchdog = self.notifier.watchdog_interval()
+        last_status = 0.0
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), TICK_S)
+            if self._reload.is_set():
+                self._reload.clear()
+                self._do_reload(scheduler)
+            self._tick(energy_store)
+            now = time.monotonic()
+            if watchdog is not None and self._alive(now):
+                self.notifier.watchdog()
+            if now - last_status >= 10:
+                self.notifier.status(self._status_line())
+                last_status = now
+
+    def _alive(self, now: float) -> bool:
+        """The poll loop made progress recently (else let the systemd watchdog restart us)."""
+        if self.site is None or not self.site.devices:
+            return True
+        longest = max(d.interval for d in self.site.devices.values())
+        return now - self.health.last_progress < 3 * longest + 10
+
+    def _tick(self, energy_store: EnergyStore) -> None:
+        """Compute and publish a snapshot if anything changed; persist energy."""
+        assert self.site is not None
+        if self._pending:
+            self.totals = add_increments(self.site, self.totals, self._pending)
+            self._pending = []
+        if self._dirty_energy:
+            energy_store.save({d: self.energy[d] for d in self._dirty_energy}, self.totals)
+            self._dirty_energy.clear()
+        now = time.time()
+        # Recompute every tick even without new polls: readings age and may turn stale.
+        snapshot = compute(self.site, self.store.view(), now)
+        published = Published(site=self.site, snapshot=snapshot, totals=self.totals,
+                              device_energy=dict(self.energy), shard=self.shard)
+        self.published = published
+        if self.exporter is not None:
+            self.exporter.published = published
+        if self._changed:
+            for sink in self.sinks:
+                sink.publish(published)
+            self._changed = False
+
+    def _do_reload(self, scheduler: Scheduler) -> None:
+        try:
+            site = self._load()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", "; ".join(exc.errors))
+            self.notifier.status("reload refused: invalid config; " + self._status_line())
+            return
+        self.site = site
+        self.store.forget(set(site.devices))
+        scheduler.set_devices(list(site.devices.values()))
+        self._changed = True
+        log.info("config reloaded: %d devices", len(site.devices))
+
+    def _status_line(self) -> str:
+        pub = self.published
+        site = self.site
+        if site is None:
+            return "starting"
+        if pub is None:
+            return f"polling {len(site.devices)} devices; no snapshot yet"
+        snap = pub.snapshot
+        up = sum(1 for d in snap.devices.values() if d.up)
+        pue = "withheld" if snap.pue.value is None else f"{snap.pue.value:.3f}"
+        return f"PUE {pue} ({snap.pue.status}); {up}/{len(snap.devices)} devices up"
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Plain one-line logs; journald adds its own timestamps under systemd."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=level, format=fmt)
+

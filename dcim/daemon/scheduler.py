@@ -1,0 +1,149 @@
+"""The scheduler: one task per device, each on its own interval with jitter and a deadline.
+
+A slow or dead device only delays itself. A device that keeps failing backs off. Its first
+failure is logged once and its recovery logged (no log flood), like Home Assistant's update
+coordinator; the rest is counted in Health and exported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from dcim.drivers.poller import Poller
+from dcim.readings import PollResult
+from dcim.site import DeviceSpec
+
+log = logging.getLogger("dcim.scheduler")
+
+MAX_BACKOFF_S = 60.0
+
+
+@dataclass
+class DeviceHealth:
+    """Counters for one device, exported as dcim_device_* series."""
+
+    polls: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, int] = field(default_factory=dict)
+    overruns: int = 0
+    down_since: float | None = None
+    failures: int = 0
+
+
+@dataclass
+class Health:
+    """Self-health of the poller, read by the Prometheus exporter."""
+
+    devices: dict[str, DeviceHealth] = field(default_factory=dict)
+    last_progress: float = field(default_factory=time.monotonic)
+
+    def device(self, device_id: str) -> DeviceHealth:
+        """The counters of one device (created on first use)."""
+        return self.devices.setdefault(device_id, DeviceHealth())
+
+
+_UNSUPPORTED = ("noSuchObject", "noSuchInstance", "noSuchName", "no rows", "not returned",
+                "illegal data address")
+
+
+def unsupported(reason: str) -> bool:
+    """A point the device simply does not have (not an invalid reading worth counting)."""
+    return reason.startswith(_UNSUPPORTED) or "(no rows)" in reason
+
+
+def deadline_for(device: DeviceSpec) -> float:
+    """How long one poll may take: all retries, but always less than the interval."""
+    budget = device.timeout * (device.retries + 1) + 0.5
+    return min(budget, device.interval * 0.9)
+
+
+def next_delay(device: DeviceSpec, failures: int) -> float:
+    """Interval to the next poll; doubles per consecutive failure beyond the second."""
+    if failures < 2:
+        return device.interval
+    return min(device.interval * 2.0 ** (failures - 1), max(MAX_BACKOFF_S, device.interval))
+
+
+class Scheduler:
+    """Runs one polling task per device and hands every result to `on_result`."""
+
+    def __init__(self, poller: Poller, on_result: Callable[[DeviceSpec, PollResult], None],
+                 health: Health, *, seed: int | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+        self._poller = poller
+        self._on_result = on_result
+        self._health = health
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._random = random.Random(seed)
+        self._sleep = sleep
+
+    def set_devices(self, devices: list[DeviceSpec]) -> None:
+        """Start tasks for new or changed devices and stop tasks for removed ones."""
+        wanted = {d.id: d for d in devices}
+        for device_id in list(self._tasks):
+            task = self._tasks[device_id]
+            spec = getattr(task, "dcim_spec", None)
+            if device_id not in wanted or spec != wanted[device_id]:
+                task.cancel()
+                del self._tasks[device_id]
+        for device in devices:
+            if device.id not in self._tasks:
+                task = asyncio.create_task(self._run(device), name=f"poll:{device.id}")
+                task.dcim_spec = device  # type: ignore[attr-defined]
+                self._tasks[device.id] = task
+
+    async def stop(self) -> None:
+        """Cancel every device task and wait for them to finish."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, device: DeviceSpec) -> None:
+        health = self._health.device(device.id)
+        # Spread devices over the interval so a site is not polled in one burst.
+        await self._sleep(self._random.uniform(0, device.interval))
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            result = await self._poller.poll(device, deadline=deadline_for(device))
+            self._record(device, health, result)
+            self._on_result(device, result)
+            next_at += next_delay(device, health.failures)
+            now = loop.time()
+            if now > next_at:
+                # The poll overran its slot: skip the missed slots instead of bursting.
+                health.overruns += 1
+                missed = (now - next_at) // device.interval + 1
+                next_at += missed * device.interval
+            await self._sleep(next_at - now)
+
+    def _record(self, device: DeviceSpec, health: DeviceHealth, result: PollResult) -> None:
+        health.polls += 1
+        self._health.last_progress = time.monotonic()
+        for point, reason in result.errors.items():
+            if not unsupported(reason):
+                health.invalid[point] = health.invalid.get(point, 0) + 1
+        if result.up:
+            if health.failures:
+                down_for = time.time() - (health.down_since or time.time())
+                log.info("%s recovered after %d failed polls (%.0f s)", device.id,
+                         health.failures, down_for)
+            health.failures = 0
+            health.down_since = None
+            return
+        kind = result.error_kind or "error"
+        health.errors[kind] = health.errors.get(kind, 0) + 1
+        health.failures += 1
+        if health.failures == 1:
+            health.down_since = time.time()
+            log.warning("%s (%s %s:%d) down: %s", device.id, device.profile.name, device.host,
+                        device.port, result.error)
+        else:
+            log.debug("%s still down (%d): %s", device.id, health.failures, result.error)

@@ -1,0 +1,288 @@
+"""Prometheus rendering of a Snapshot: names, units, labels and HELP (DESIGN "Prometheus names").
+
+Rendering only: every number comes from the Snapshot, the energy totals or the health
+counters; nothing here computes PUE or totals. Series whose value is withheld are absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from dcim import __version__
+from dcim.compute import Snapshot
+from dcim.compute.energy import DeviceEnergy, Totals
+from dcim.daemon.scheduler import Health
+from dcim.site import Site
+
+# Canonical point -> (metric suffix, multiplier to base unit, label for per-row values).
+# The metric is dcim_<kind>_<suffix>{<kind>="<device id>"}, e.g. dcim_cdu_flow_liters_per_minute.
+POINT_METRICS: dict[str, tuple[str, float, str | None]] = {
+    "power_w": ("power_watts", 1.0, None),
+    "apparent_power_va": ("apparent_power_voltamperes", 1.0, None),
+    "power_factor": ("power_factor_ratio", 1.0, None),
+    "current_a": ("current_amperes", 1.0, "phase"),
+    "voltage_v": ("voltage_volts", 1.0, "phase"),
+    "frequency_hz": ("frequency_hertz", 1.0, None),
+    "outlet_power_w": ("outlet_power_watts", 1.0, "outlet"),
+    "outlet_current_a": ("outlet_current_amperes", 1.0, "outlet"),
+    "load_state": ("load_state", 1.0, None),
+    "input_power_w": ("input_power_watts", 1.0, None),
+    "output_power_w": ("output_power_watts", 1.0, None),
+    "load_ratio": ("load_ratio", 1.0, None),
+    "on_battery": ("on_battery", 1.0, None),
+    "battery_runtime_s": ("battery_runtime_seconds", 1.0, None),
+    "supply_temp_c": ("supply_temperature_celsius", 1.0, None),
+    "return_temp_c": ("return_temperature_celsius", 1.0, None),
+    "flow_lpm": ("flow_liters_per_minute", 1.0, None),
+    "pump_power_w": ("pump_power_watts", 1.0, None),
+    "diff_pressure_kpa": ("differential_pressure_pascals", 1000.0, None),
+    "leak": ("leak_detected", 1.0, None),
+    "heat_w": ("reported_heat_watts", 1.0, None),
+    "fault": ("fault", 1.0, None),
+    "cooling_w": ("cooling_watts", 1.0, None),
+    "chw_supply_temp_c": ("chilled_water_supply_temperature_celsius", 1.0, None),
+    "chw_return_temp_c": ("chilled_water_return_temperature_celsius", 1.0, None),
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one compute tick hands to the exporter, swapped in as a whole."""
+
+    site: Site
+    snapshot: Snapshot
+    totals: Totals = field(default_factory=lambda: Totals({}))
+    device_energy: Mapping[str, DeviceEnergy] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None
+
+
+def _g(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels, unit=unit)
+
+
+def _c(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=labels)
+
+
+def render(pub: Published | None, health: Health,
+           extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> Iterator[Metric]:
+    """Every dcim series for one scrape."""
+    info = InfoMetricFamily("dcim_build", "dcim version information")
+    info.add_metric([], {"version": __version__})
+    yield info
+    if pub is not None:
+        yield from _site(pub)
+        yield from _racks(pub)
+        yield from _cdus(pub)
+        yield from _points(pub)
+        yield from _energy(pub)
+        yield from _devices(pub, health)
+    for provider in extra:
+        yield from provider()
+
+
+def _site(pub: Published) -> Iterator[Metric]:
+    snap, site = pub.snapshot, pub.site.name
+    pue = snap.pue
+    ratio = _g("dcim_pue_ratio", "Live PUE: facility power / IT power; absent when withheld",
+               ["site"])
+    if pue.value is not None:
+        ratio.add_metric([site], pue.value)
+    yield ratio
+    coverage = _g("dcim_pue_coverage_ratio",
+                  "Share of PUE input devices with fresh readings (1 = complete)", ["site"])
+    coverage.add_metric([site], pue.coverage)
+    yield coverage
+    withheld = _g("dcim_pue_withheld", "1 when live PUE is withheld because inputs are missing",
+                  ["site", "status"])
+    withheld.add_metric([site, pue.status], 0.0 if pue.value is not None else 1.0)
+    yield withheld
+    missing = _g("dcim_pue_input_missing",
+                 "1 for each PUE input device whose reading is missing or stale", ["site", "device"])
+    for device in pue.missing:
+        missing.add_metric([site, device], 1.0)
+    yield missing
+    if pue.target is not None:
+        target = _g("dcim_pue_target_ratio", "PUE target of the site", ["site"])
+        target.add_metric([site], pue.target)
+        yield target
+    for name, value, doc in (
+        ("dcim_facility_power_watts", pue.facility_w, "Total facility power; absent when incomplete"),
+        ("dcim_it_power_watts", pue.it_w, "Total IT power; absent when incomplete"),
+    ):
+        metric = _g(name, doc, ["site"])
+        if value is not None:
+            metric.add_metric([site], value)
+        yield metric
+    overhead = _g("dcim_overhead_power_watts",
+                  "Facility power that is not IT, by component (where meters allow a split)",
+                  ["site", "component"])
+    for component, value in (("cooling", snap.overhead.cooling_w),
+                             ("ups_loss", snap.overhead.ups_loss_w),
+                             ("other", snap.overhead.other_w)):
+        if value is not None:
+            overhead.add_metric([site, component], value)
+    yield overhead
+    stamp = _g("dcim_snapshot_timestamp_seconds", "When the published snapshot was computed",
+               ["site"])
+    stamp.add_metric([site], snap.time)
+    yield stamp
+    if pub.shard is not None:
+        shard = _g("dcim_shard_info", "This instance polls shard `shard` of `shards`",
+                   ["site", "shard", "shards"])
+        shard.add_metric([site, str(pub.shard[0]), str(pub.shard[1])], 1.0)
+        yield shard
+
+
+def _racks(pub: Published) -> Iterator[Metric]:
+    site = pub.site.name
+    labels = ["site", "rack", "hall", "row", "tenant"]
+    power = _g("dcim_rack_power_watts", "Rack power, sum of its feeds; absent when incomplete",
+               labels)
+    cap = _g("dcim_rack_power_cap_watts", "Rack power cap", labels)
+    util = _g("dcim_rack_utilization_ratio", "Rack power / cap; absent when incomplete", labels)
+    feed = _g("dcim_rack_feed_power_watts", "Power drawn through one feed of a rack",
+              ["site", "rack", "feed"])
+    feed_cap = _g("dcim_rack_feed_capacity_watts",
+                  "Power one feed may carry alone (2N failover limit)", ["site", "rack"])
+    risk = _g("dcim_rack_failover_risk",
+              "1 when the rack draws more than one feed may carry if the other fails",
+              ["site", "rack"])
+    missing = _g("dcim_rack_missing_inputs", "Devices of the rack without fresh power readings",
+                 ["site", "rack"])
+    for rack in pub.snapshot.racks.values():
+        lv = [site, rack.id, rack.hall or "", rack.row or "", rack.tenant or ""]
+        cap.add_metric(lv, rack.cap_w)
+        if rack.power_w is not None:
+            power.add_metric(lv, rack.power_w)
+        if rack.utilization is not None:
+            util.add_metric(lv, rack.utilization)
+        for feed_id, value in rack.feeds.items():
+            if value is not None:
+                feed.add_metric([site, rack.id, feed_id], value)
+        feed_cap.add_metric([site, rack.id], rack.feed_capacity_w)
+        if rack.failover_risk is not None:
+            risk.add_metric([site, rack.id], 1.0 if rack.failover_risk else 0.0)
+        missing.add_metric([site, rack.id], float(len(rack.missing)))
+    yield from (power, cap, util, feed, feed_cap, risk, missing)
+
+
+def _cdus(pub: Published) -> Iterator[Metric]:
+    site = pub.site.name
+    heat = _g("dcim_cdu_heat_removed_watts",
+              "Heat removed by the CDU secondary loop: flow x density x cp x delta-T",
+              ["site", "cdu", "source"])
+    capture = _g("dcim_cdu_capture_ratio",
+                 "Heat removed / power of the racks the CDU serves", ["site", "cdu"])
+    delta = _g("dcim_cdu_delta_temperature_kelvin", "Return minus supply temperature",
+               ["site", "cdu"])
+    for cdu in pub.snapshot.cdus.values():
+        if cdu.heat_w is not None:
+            heat.add_metric([site, cdu.id, cdu.heat_source or ""], cdu.heat_w)
+        if cdu.capture_ratio is not None:
+            capture.add_metric([site, cdu.id], cdu.capture_ratio)
+        if cdu.delta_t is not None:
+            delta.add_metric([site, cdu.id], cdu.delta_t)
+    yield from (heat, capture, delta)
+
+
+def _points(pub: Published) -> Iterator[Metric]:
+    """Every fresh device point, as dcim_<kind>_<quantity>{<kind>=id}."""
+    site = pub.site.name
+    families: dict[str, GaugeMetricFamily] = {}
+    for device in pub.snapshot.devices.values():
+        for point, value in device.values.items():
+            spec = POINT_METRICS.get(point)
+            if spec is None:
+                continue
+            suffix, factor, row_label = spec
+            name = f"dcim_{device.kind}_{suffix}"
+            family = families.get(name)
+            if family is None:
+                labels = ["site", device.kind] + ([row_label] if row_label else [])
+                family = families[name] = _g(name, f"{point} of a {device.kind}", labels)
+            if isinstance(value, Mapping):
+                for row, v in value.items():
+                    family.add_metric([site, device.id, row], v * factor)
+            else:
+                family.add_metric([site, device.id], value * factor)
+    yield from families.values()
+
+
+def _energy(pub: Published) -> Iterator[Metric]:
+    site = pub.site.name
+    facility = _c("dcim_facility_energy_joules", "Facility energy since dcim first started",
+                  ["site", "method"])
+    it = _c("dcim_it_energy_joules", "IT energy since dcim first started", ["site", "method"])
+    rack = _c("dcim_rack_energy_joules", "Rack energy since dcim first started",
+              ["site", "rack", "method"])
+    for (bucket, method), joules in sorted(pub.totals.buckets.items()):
+        if bucket == "facility":
+            facility.add_metric([site, method], joules)
+        elif bucket == "it":
+            it.add_metric([site, method], joules)
+        elif bucket.startswith("rack:"):
+            rack.add_metric([site, bucket[5:], method], joules)
+    device = _c("dcim_device_energy_joules",
+                "Energy of one device since dcim first started (resets and wraps removed)",
+                ["site", "device", "method"])
+    resets = _c("dcim_device_energy_counter_resets", "Device energy counter resets seen",
+                ["site", "device"])
+    for device_id, state in sorted(pub.device_energy.items()):
+        if device_id in pub.site.devices:
+            device.add_metric([site, device_id, state.method], state.total_j)
+            resets.add_metric([site, device_id], float(state.resets))
+    yield from (facility, it, rack, device, resets)
+
+
+def _devices(pub: Published, health: Health) -> Iterator[Metric]:
+    site = pub.site.name
+    up = _g("dcim_device_up", "1 when the device's latest poll succeeded",
+            ["site", "device", "profile", "kind"])
+    duration = _g("dcim_device_poll_duration_seconds", "Duration of the latest poll",
+                  ["site", "device"])
+    last = _g("dcim_device_last_success_timestamp_seconds", "When the device last answered",
+              ["site", "device"])
+    polls = _c("dcim_device_polls", "Polls attempted", ["site", "device"])
+    errors = _c("dcim_device_poll_errors", "Failed polls by kind", ["site", "device", "kind"])
+    invalid = _c("dcim_invalid_readings", "Readings rejected (sentinel, range, wrong type)",
+                 ["site", "device", "point"])
+    overruns = _c("dcim_device_poll_overruns", "Polls that ran past their interval",
+                  ["site", "device"])
+    for dev in pub.snapshot.devices.values():
+        up.add_metric([site, dev.id, dev.profile, dev.kind], 1.0 if dev.up else 0.0)
+        if dev.poll_duration is not None:
+            duration.add_metric([site, dev.id], dev.poll_duration)
+        if dev.last_success is not None:
+            last.add_metric([site, dev.id], dev.last_success)
+        h = health.devices.get(dev.id)
+        if h is None:
+            continue
+        polls.add_metric([site, dev.id], float(h.polls))
+        for kind, count in sorted(h.errors.items()):
+            errors.add_metric([site, dev.id, kind], float(count))
+        for point, count in sorted(h.invalid.items()):
+            invalid.add_metric([site, dev.id, point], float(count))
+        overruns.add_metric([site, dev.id], float(h.overruns))
+    yield from (up, duration, last, polls, errors, invalid, overruns)
+
+
+def gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
+    """A single-sample gauge, for sinks reporting their own health."""
+    family = _g(name, doc, list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+def counter(name: str, doc: str, samples: Mapping[tuple[str, ...], float],
+            labels: list[str]) -> CounterMetricFamily:
+    """A counter with one sample per label tuple, for sinks reporting their own health."""
+    family = _c(name, doc, labels)
+    for label_values, value in samples.items():
+        family.add_metric(list(label_values), value)
+    return family
+
