@@ -146,6 +146,7 @@ class Daemon:
                       if site.config.exporters.prometheus else None)
         try:
             self.exporter = PrometheusExporter(listen, self.health, web_config)
+            self.exporter.healthy = lambda: self._alive(time.monotonic())
             self.exporter.start()
         except ConfigError as exc:
             for line in exc.errors:

@@ -107,6 +107,8 @@ class PrometheusExporter:
         self.health = health
         self.published: Published | None = None
         self.extra: list[Callable[[], Iterable[Metric]]] = []
+        # Set by the daemon: False when the poll loop is wedged (the container health check).
+        self.healthy: Callable[[], bool] = lambda: True
         self.web = WebConfig(web_config)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
@@ -129,7 +131,10 @@ class PrometheusExporter:
                 elif path == "/":
                     self._send(200, "text/html; charset=utf-8", exporter.landing().encode())
                 elif path in ("/-/healthy", "/-/ready"):
-                    self._send(200, "text/plain", b"ok\n")
+                    if exporter.healthy():
+                        self._send(200, "text/plain", b"ok\n")
+                    else:
+                        self._send(503, "text/plain", b"poll loop stalled\n")
                 else:
                     self._send(404, "text/plain", b"not found\n")
 

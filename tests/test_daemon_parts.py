@@ -1,0 +1,167 @@
+"""Daemon building blocks: systemd notify over a real socket, scheduler, sharding, rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from dcim.compute import compute
+from dcim.config import parse_config
+from dcim.daemon.notify import Notifier
+from dcim.daemon.scheduler import Health, Scheduler, deadline_for, next_delay
+from dcim.exporters.prometheus_metrics import Published, render
+from dcim.profile import ProfileRegistry, SnmpProfile
+from dcim.readings import PollResult, failed
+from dcim.site import DeviceSpec, Site, build_site, restrict_to_shard, shard_of
+from dcim.state import StateStore
+
+PDU = SnmpProfile.model_validate({"name": "pdu", "kind": "pdu", "protocol": "snmp",
+                                  "description": "d",
+                                  "points": {"power_w": {"oid": "1.3.6.1.4.1.1.1.0"}}})
+
+
+def _site(n_racks: int = 4) -> Site:
+    racks = [{"id": f"r{i}"} for i in range(n_racks)]
+    devices = [{"id": f"r{i}-{f}", "profile": "pdu", "host": "h", "rack": f"r{i}", "feed": f}
+               for i in range(n_racks) for f in "AB"]
+    devices.append({"id": "main", "profile": "pdu", "host": "h"})
+    return build_site(parse_config({"site": {"name": "s", "pue_target": 1.25}, "racks": racks,
+                                    "devices": devices,
+                                    "pue": {"facility": ["main"], "it": "racks"}}),
+                      ProfileRegistry({"pdu": PDU}, {}))
+
+
+def test_notify_protocol_over_a_real_unix_socket(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    notifier = Notifier()
+    assert notifier.enabled and notifier.watchdog_interval() == 15.0
+    notifier.ready("PUE 1.25 (ok); 9/9 devices up")
+    notifier.watchdog()
+    notifier.stopping()
+    assert server.recv(4096) == b"READY=1\nSTATUS=PUE 1.25 (ok); 9/9 devices up"
+    assert server.recv(4096) == b"WATCHDOG=1"
+    assert server.recv(4096) == b"STOPPING=1"
+    server.close()
+
+
+def test_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = Notifier()
+    assert not notifier.enabled
+    notifier.ready("x")  # must not raise
+
+
+def test_deadline_is_shorter_than_interval_and_backoff_is_capped() -> None:
+    device = _site().devices["main"]
+    assert deadline_for(device) < device.interval
+    assert [next_delay(device, f) for f in (0, 1, 2, 3, 4, 10)] == [10, 10, 20, 40, 60, 60]
+
+
+class FakePoller:
+    """Answers from a script; a real poll is covered by the driver and end-to-end tests."""
+
+    def __init__(self, outcomes: dict[str, list[bool]], delay: dict[str, float]):
+        self.outcomes = outcomes
+        self.delay = delay
+
+    async def poll(self, device: DeviceSpec, only: object = None,
+                   deadline: float | None = None) -> PollResult:
+        await asyncio.sleep(self.delay.get(device.id, 0))
+        ok = self.outcomes[device.id].pop(0) if self.outcomes[device.id] else True
+        if ok:
+            return PollResult(device.id, 0.0, 0.01, {"power_w": 1.0})
+        return failed(device.id, 0.0, 0.01, "timeout", "no answer")
+
+
+async def test_scheduler_logs_failure_once_and_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    site = _site(1)
+    fast = [DeviceSpec(**{**d.__dict__, "interval": 0.05, "timeout": 0.01})
+            for d in site.devices.values()]
+    poller = FakePoller({d.id: [True, False, False, False, True] for d in fast}, {})
+    results: list[PollResult] = []
+    health = Health()
+    sched = Scheduler(poller, lambda d, r: results.append(r), health, seed=1)  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, logger="dcim.scheduler")
+    sched.set_devices(fast[:1])
+    await asyncio.sleep(1.0)
+    await sched.stop()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("down" in m for m in messages) == 1
+    assert sum("recovered after 3 failed polls" in m for m in messages) == 1
+    assert health.devices[fast[0].id].errors == {"timeout": 3}
+
+
+async def test_a_slow_device_does_not_delay_the_others() -> None:
+    site = _site(1)
+    devices = [DeviceSpec(**{**d.__dict__, "interval": 0.1}) for d in site.devices.values()]
+    slow = devices[0].id
+    poller = FakePoller({d.id: [] for d in devices}, {slow: 5.0})
+    counts: dict[str, int] = {}
+    sched = Scheduler(poller, lambda d, r: counts.__setitem__(d.id, counts.get(d.id, 0) + 1),  # type: ignore[arg-type]
+                      Health(), seed=2)
+    sched.set_devices(devices)
+    await asyncio.sleep(1.0)
+    await sched.stop()
+    assert counts.get(slow, 0) == 0
+    assert all(counts[d.id] >= 5 for d in devices[1:])
+
+
+def test_sharding_keeps_racks_whole_and_is_stable() -> None:
+    site = _site(20)
+    parts = [restrict_to_shard(site, i, 3) for i in range(3)]
+    assert sorted(d for p in parts for d in p.devices) == sorted(site.devices)
+    for part in parts:
+        for rack in part.racks.values():
+            assert all(d in part.devices for d in rack.devices)
+    assert shard_of("r7", 3) == 2  # crc32 of b"r7" mod 3: the same on every machine and run
+    holder = next(p for p in parts if "main" in p.devices)
+    assert holder.pue is not None and holder.pue.remote
+    store = StateStore()
+    for dev in holder.devices:
+        store.update(PollResult(dev, 100.0, 0.1, {"power_w": 1000.0}))
+    snap = compute(holder, store.view(), 101.0)
+    assert snap.pue.value is None and "other shards" in (snap.pue.reason or "")
+    assert snap.pue.facility_w == 1000.0
+
+
+def _scrape(pub: Published) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+
+    class C:
+        def collect(self):  # type: ignore[no-untyped-def]
+            return render(pub, Health())
+
+    registry.register(C())  # type: ignore[arg-type]
+    return generate_latest(registry).decode()
+
+
+def test_withheld_values_are_absent_from_metrics() -> None:
+    site = _site(2)
+    store = StateStore()
+    for dev in site.devices:
+        if dev != "r1-B":
+            store.update(PollResult(dev, 100.0, 0.1, {"power_w": 10_000.0}))
+    text = _scrape(Published(site=site, snapshot=compute(site, store.view(), 101.0)))
+    assert "\ndcim_pue_ratio{" not in text
+    assert 'dcim_pue_coverage_ratio{site="s"} 0.8' in text
+    assert 'dcim_pue_input_missing{device="r1-B",site="s"} 1.0' in text
+    assert 'dcim_rack_power_watts{hall="",rack="r0",row="",site="s",tenant=""} 20000.0' in text
+    assert 'dcim_rack_power_watts{hall="",rack="r1"' not in text
+    assert 'dcim_rack_feed_power_watts{feed="A",rack="r1",site="s"} 10000.0' in text
+    assert 'dcim_device_up{device="r1-B",kind="pdu",profile="pdu",site="s"} 0.0' in text
+    store.update(PollResult("r1-B", 100.0, 0.1, {"power_w": 10_000.0}))
+    store.update(PollResult("main", 100.0, 0.1, {"power_w": 50_000.0}))
+    text = _scrape(Published(site=site, snapshot=compute(site, store.view(), 101.0)))
+    assert 'dcim_pue_ratio{site="s"} 1.25' in text
+    assert 'dcim_it_power_watts{site="s"} 40000.0' in text

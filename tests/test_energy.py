@@ -1,0 +1,138 @@
+"""Energy ledger: counter deltas, resets, wraps, integration, and persistence across restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dcim.compute.energy import (
+    WH,
+    DeviceEnergy,
+    Increment,
+    Totals,
+    add_increments,
+    observe,
+)
+from dcim.daemon.energy_store import EnergyStore, StateError
+from dcim.profile import SnmpProfile
+from dcim.readings import PollResult, failed
+from dcim.site import DeviceSpec
+
+T0 = 1_800_000_000.0
+
+
+def _device(wrap: float | None = None, energy: bool = True) -> DeviceSpec:
+    points: dict[str, object] = {"power_w": {"oid": "1.3.6.1.4.1.1.1.0"}}
+    if energy:
+        points["energy_wh"] = {"oid": "1.3.6.1.4.1.1.2.0", **({"wrap": wrap} if wrap else {})}
+    profile = SnmpProfile.model_validate({"name": "p", "kind": "pdu", "protocol": "snmp",
+                                          "description": "d", "points": points})
+    return DeviceSpec(id="pdu", profile=profile, host="h", port=161, unit=1, interval=10.0,
+                      timeout=2.0, retries=1, max_age=30.0, rack="r1", feed="A")
+
+
+def reading(t: float, power: float | None = None, energy: float | None = None) -> PollResult:
+    values: dict[str, float] = {}
+    if power is not None:
+        values["power_w"] = power
+    if energy is not None:
+        values["energy_wh"] = energy
+    return PollResult(device="pdu", time=T0 + t, duration=0.1, values=values)
+
+
+def run(device: DeviceSpec, readings: list[PollResult],
+        start: DeviceEnergy | None = None) -> tuple[DeviceEnergy, list[Increment]]:
+    state = start or DeviceEnergy()
+    incs = []
+    for r in readings:
+        state, inc = observe(device, "it", state, r)
+        if inc is not None:
+            incs.append(inc)
+    return state, incs
+
+
+def test_counter_deltas() -> None:
+    state, incs = run(_device(), [reading(0, 36_000, 1000.0), reading(10, 36_000, 1000.1),
+                                  reading(20, 36_000, 1000.2)])
+    assert [i.method for i in incs] == ["counter", "counter"]
+    assert state.total_j == pytest.approx(0.2 * WH)
+
+
+def test_reset_is_not_negative_energy() -> None:
+    # APC-style user reset between two polls: the counter restarts near zero.
+    state, incs = run(_device(), [reading(0, 36_000, 5000.0), reading(10, 36_000, 0.05)])
+    assert incs[0].event == "reset"
+    # Power says 36 kW x 10 s = 0.1 kWh were used; the counter alone shows 0.05 Wh.
+    assert incs[0].joules == pytest.approx(0.1 * 1000 * WH)
+    assert state.resets == 1 and state.total_j > 0
+
+
+def test_wrap_of_unsigned32_counter() -> None:
+    device = _device(wrap=4294967296)
+    top = 4294967296 - 50.0
+    state, incs = run(device, [reading(0, 36_000, top), reading(10, 36_000, 50.0)])
+    assert incs[0].event == "wrap"
+    assert incs[0].joules == pytest.approx(100.0 * WH)
+    assert state.wraps == 1
+
+
+def test_wrap_without_headroom_is_a_reset() -> None:
+    device = _device(wrap=4294967296)
+    _, incs = run(device, [reading(0, 1000, 1000.0), reading(10, 1000, 5.0)])
+    assert incs[0].event == "reset"
+
+
+def test_integrated_power_without_counter() -> None:
+    device = _device(energy=False)
+    state, incs = run(device, [reading(0, 1000), reading(10, 3000), reading(20, 3000)])
+    assert all(i.method == "integrated" for i in incs)
+    assert state.total_j == pytest.approx(2000 * 10 + 3000 * 10)
+
+
+def test_integration_never_bridges_a_gap() -> None:
+    device = _device(energy=False)
+    state, _incs = run(device, [reading(0, 1000), reading(100, 1000), reading(110, 1000)])
+    assert state.total_j == pytest.approx(1000 * 10)  # the 100 s gap is unknown, not guessed
+
+
+def test_failed_poll_keeps_state() -> None:
+    device = _device()
+    state, _ = run(device, [reading(0, 1000, 10.0)])
+    after, inc = observe(device, "it", state, failed("pdu", T0 + 10, 2.0, "timeout", "t"))
+    assert after == state and inc is None
+
+
+def test_restart_counts_energy_used_while_down_exactly_once(tmp_path: Path) -> None:
+    device = _device()
+    state, incs = run(device, [reading(0, 36_000, 1000.0), reading(10, 36_000, 1000.1)])
+    from dcim.config import parse_config
+    from dcim.profile import ProfileRegistry
+    from dcim.site import build_site
+
+    site = build_site(parse_config({"site": {"name": "s"}, "racks": [{"id": "r1"}],
+                                    "devices": [{"id": "pdu", "profile": "p", "host": "h",
+                                                 "rack": "r1"}],
+                                    "pue": {"facility": ["pdu"], "it": ["pdu"]}}),
+                      ProfileRegistry({"p": device.profile}, {}))
+    totals = add_increments(site, Totals({}), incs)
+    store = EnergyStore(tmp_path / "state.db")
+    store.save({"pdu": state}, totals)
+    store.close()
+    # dcim is down for an hour while the PDU keeps counting 36 kW.
+    store = EnergyStore(tmp_path / "state.db")
+    devices, totals2 = store.load()
+    assert devices["pdu"] == state and totals2 == totals
+    _state2, incs2 = run(device, [reading(3610, 36_000, 1000.1 + 36_000)], start=devices["pdu"])
+    assert incs2[0].joules == pytest.approx(36_000 * WH)
+    totals3 = add_increments(site, totals2, incs2)
+    assert totals3.get("it", "counter") == pytest.approx((0.1 + 36_000) * WH)
+    assert totals3.get("rack:r1", "counter") == totals3.get("it", "counter")
+    assert totals3.get("facility", "counter") == totals3.get("it", "counter")
+
+
+def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateError, match="move it aside"):
+        EnergyStore(path)
