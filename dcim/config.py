@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -63,7 +64,15 @@ def _read_secret_file(value: Any, info: ValidationInfo) -> SecretStr:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 SecretFile = Annotated[SecretStr, BeforeValidator(_read_secret_file)]
-Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=128)]
+def _check_id(value: str) -> str:
+    if not re.match(ID_PATTERN, value) or len(value) > 128:
+        raise ValueError(
+            f"invalid id {value!r}: use letters, digits and _ . : - (starting with a letter or digit)"
+        )
+    return value
+
+
+Id = Annotated[str, AfterValidator(_check_id)]
 
 
 class _Strict(BaseModel):
