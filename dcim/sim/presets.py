@@ -1,0 +1,135 @@
+"""The simulated sites: `tiny` for tests, `hall-18mw` for the demo, `bench-2000` for benchmarks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from dcim.points import Kind
+from dcim.sim import signals
+from dcim.sim.topology import SimDevice, SimRack, SimSite
+
+# The shipped rack PDU profiles; larger presets mix them rack by rack.
+PDU_PROFILES = ("apc-rpdu2", "raritan-px", "servertech-sentry4", "vertiv-v5", "eaton-epdu")
+METER_PROFILES = ("schneider-pm5500", "sunspec-meter")
+UPS_PROFILE = "ups-mib"
+CDU_PROFILE = "generic-cdu"
+CHILLER_PROFILE = "generic-chiller"
+MV_PHASE_V = 11_000 / math.sqrt(3)  # utility mains of a large hall are metered at 11 kV
+
+
+def _rack(seed: int, rack_id: str, job: int, row: str, hall: str) -> SimRack:
+    # GB300-class steady training load: 120-140 kW, bursts toward the 190 kW cap
+    base = 120.0 + 20.0 * signals.uniform(seed, signals.key_of(rack_id), 0, 3)
+    return SimRack(id=rack_id, cap_kw=190.0, base_kw=round(base, 1), job=job, row=row, hall=hall)
+
+
+def _pdus(rack: SimRack, profile: str) -> list[SimDevice]:
+    return [SimDevice(id=f"{rack.id}-pdu-{f.lower()}", profile=profile, kind=Kind.PDU,
+                      rack=rack.id, feed=f) for f in ("A", "B")]
+
+
+def _ups_rating_w(racks: list[SimRack]) -> float:
+    # sized so one side of a 2N pair stays below ~85 % when it carries the whole load
+    design = sum(r.base_kw for r in racks) * 1000.0
+    return math.ceil(design / 0.85 / 100_000.0) * 100_000.0
+
+
+def _split(items: list[SimRack], sizes: list[int]) -> list[list[SimRack]]:
+    out, i = [], 0
+    for n in sizes:
+        out.append(items[i:i + n])
+        i += n
+    return out
+
+
+def tiny(seed: int) -> SimSite:
+    """Two racks with A/B PDUs (four PDU vendors), one CDU, one utility meter, one UPS."""
+    racks = [_rack(seed, "r01", 0, "a", "h1"), _rack(seed, "r02", 1, "a", "h1")]
+    vendors = ("apc-rpdu2", "raritan-px", "servertech-sentry4", "eaton-epdu")
+    devices = []
+    for i, (rack, feed) in enumerate((r, f) for r in racks for f in ("A", "B")):
+        devices.append(SimDevice(id=f"{rack.id}-pdu-{feed.lower()}", profile=vendors[i],
+                                 kind=Kind.PDU, rack=rack.id, feed=feed))
+    devices += [
+        SimDevice(id="cdu-1", profile=CDU_PROFILE, kind=Kind.CDU, serves=("r01", "r02")),
+        SimDevice(id="main-1", profile=METER_PROFILES[0], kind=Kind.METER, share=1.0),
+        SimDevice(id="ups-1", profile=UPS_PROFILE, kind=Kind.UPS, rated_w=500_000.0,
+                  carries=tuple((r.id, f) for r in racks for f in ("A", "B"))),
+    ]
+    return SimSite(name="sim-tiny", preset="tiny", racks=tuple(racks), devices=tuple(devices),
+                   misc_w=2_000.0)
+
+
+def _hall(seed: int, *, name: str, preset: str, n_racks: int, cdu_sizes: list[int],
+          ups_per_feed: int, chillers: int, chiller_gateway_size: int, mains: int,
+          cdu_gateway_size: int, misc_w: float, rows: int) -> SimSite:
+    per_row = math.ceil(n_racks / rows)
+    racks = [_rack(seed, f"r{i + 1:03d}" if n_racks > 99 else f"r{i + 1:02d}", i // 10,
+                   chr(ord("a") + i // per_row), "h1") for i in range(n_racks)]
+    devices: list[SimDevice] = []
+    for i, rack in enumerate(racks):
+        devices += _pdus(rack, PDU_PROFILES[(i // 4) % len(PDU_PROFILES)])
+    assert sum(cdu_sizes) == n_racks
+    width = len(str(len(cdu_sizes)))
+    for i, group in enumerate(_split(racks, cdu_sizes)):
+        gw = f"cdu-gw-{i // cdu_gateway_size + 1}" if cdu_gateway_size > 1 else None
+        devices.append(SimDevice(
+            id=f"cdu-{i + 1:0{width}d}", profile=CDU_PROFILE, kind=Kind.CDU,
+            serves=tuple(r.id for r in group), gateway=gw,
+            unit=(i % cdu_gateway_size) + 1 if gw else 1,
+        ))
+    per_ups = math.ceil(n_racks / ups_per_feed)
+    for feed in ("A", "B"):
+        for j in range(ups_per_feed):
+            group = racks[j * per_ups:(j + 1) * per_ups]
+            devices.append(SimDevice(
+                id=f"ups-{feed.lower()}{j + 1}", profile=UPS_PROFILE, kind=Kind.UPS,
+                carries=tuple((r.id, feed) for r in group), rated_w=_ups_rating_w(group),
+            ))
+    design_heat_w = sum(r.base_kw for r in racks) * 1000.0 * 1.05
+    for j in range(chillers):
+        # N+1: any N chillers can reject the design heat
+        rated = math.ceil(design_heat_w / max(1, chillers - 1) / 100_000.0) * 100_000.0
+        devices.append(SimDevice(
+            id=f"chiller-{j + 1}", profile=CHILLER_PROFILE, kind=Kind.CHILLER, share=1.0 / chillers,
+            rated_w=rated, gateway=f"chiller-gw-{j // chiller_gateway_size + 1}",
+            unit=j % chiller_gateway_size + 1,
+        ))
+    # the mains share the site unevenly, as real incomers do
+    weights = [1.0 + 0.06 * signals.signed(seed, 11, j) for j in range(mains)]
+    for j in range(mains):
+        devices.append(SimDevice(
+            id=f"main-{j + 1}", profile=METER_PROFILES[j % len(METER_PROFILES)], kind=Kind.METER,
+            share=weights[j] / sum(weights), nominal_v=MV_PHASE_V,
+        ))
+    return SimSite(name=name, preset=preset, racks=tuple(racks), devices=tuple(devices),
+                   misc_w=misc_w)
+
+
+def hall_18mw(seed: int) -> SimSite:
+    """An 18 MW hall: 76 GB300-class racks, 12 CDUs, 8 UPSes (2N), 5 chillers, 2 utility mains."""
+    return _hall(seed, name="sim-hall-18mw", preset="hall-18mw", n_racks=76,
+                 cdu_sizes=[6] * 10 + [8] * 2, ups_per_feed=4, chillers=5,
+                 chiller_gateway_size=5, mains=2, cdu_gateway_size=1, misc_w=100_000.0, rows=4)
+
+
+def bench_2000(seed: int) -> SimSite:
+    """2,000 devices: 900 racks (1,800 PDUs), 150 CDUs, 30 UPSes, 16 chillers, 4 mains."""
+    return _hall(seed, name="sim-bench-2000", preset="bench-2000", n_racks=900,
+                 cdu_sizes=[6] * 150, ups_per_feed=15, chillers=16, chiller_gateway_size=8,
+                 mains=4, cdu_gateway_size=10, misc_w=900_000.0, rows=30)
+
+
+PRESETS: dict[str, Callable[[int], SimSite]] = {
+    "tiny": tiny,
+    "hall-18mw": hall_18mw,
+    "bench-2000": bench_2000,
+}
+
+
+def build(preset: str, seed: int) -> SimSite:
+    """The named preset's site for a seed; KeyError names the known presets."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset '{preset}'; known: {', '.join(PRESETS)}")
+    return PRESETS[preset](seed)
