@@ -193,7 +193,7 @@ def to_pysnmp_bytes(msg: Message) -> bytes:
 def from_pysnmp_value(value: Any) -> Value:
     """Our model of a value pysnmp decoded, chosen by its BER tag."""
     tag = value.tagSet[-1]
-    number = tag.tagClass | tag.tagFormat | tag.tagId
+    number: int = tag.tagClass | tag.tagFormat | tag.tagId
     if number == 0x02:
         return int(value)
     if number == 0x04:
@@ -204,7 +204,8 @@ def from_pysnmp_value(value: Any) -> Value:
         return tuple(value)
     if number == 0x40:
         return IPv4Address(bytes(value.asOctets()))
-    cls = {0x41: Counter32, 0x42: Gauge32, 0x43: TimeTicks, 0x46: Counter64}.get(number)
+    unsigned: dict[int, type[int]] = {0x41: Counter32, 0x42: Gauge32, 0x43: TimeTicks, 0x46: Counter64}
+    cls = unsigned.get(number)
     if cls is not None:
         return cls(int(value))
     if number == 0x44:

@@ -1,0 +1,689 @@
+"""Fast SNMPv1/v2c over asyncio UDP: a shared-socket manager client and a tiny agent core.
+
+The client multiplexes every target over one UDP socket per address family and matches
+replies by request-id and source address; retries and timeouts run in loop callbacks, so an
+in-flight request costs a future and a timer, not a task. pysnmp stays the v3 path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final, TypeAlias, cast
+
+from dcim.drivers.snmpwire import (
+    END_OF_MIB_VIEW,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_OBJECT,
+    OID,
+    V1,
+    V2C,
+    Counter64,
+    ErrorStatus,
+    Message,
+    Pdu,
+    PduType,
+    RequestTemplate,
+    SnmpDecodeError,
+    Value,
+    VarBind,
+    VarBindException,
+    decode_message,
+    encode_message,
+    error_status_name,
+    fit_varbinds,
+    parse_oid,
+)
+
+log = logging.getLogger(__name__)
+
+OidLike: TypeAlias = OID | str
+Handler: TypeAlias = Callable[[Message], Message | None]
+
+DEFAULT_RCVBUF: Final = 4 << 20
+DEFAULT_MAX_SIZE: Final = 1472  # Ethernet MTU minus IPv4 and UDP headers (RFC 3417 advice)
+_TEMPLATE_CACHE_MAX: Final = 4096
+
+
+class SnmpError(Exception):
+    """Base class of the SNMP client's failures."""
+
+
+class SnmpTimeout(SnmpError, TimeoutError):
+    """No matching response arrived after all retries."""
+
+
+class SnmpErrorStatus(SnmpError):
+    """The agent answered with a non-zero error-status."""
+
+    def __init__(self, status: int, index: int, oid: OID | None, response: Message) -> None:
+        self.status = status
+        self.name = error_status_name(status)
+        self.index = index  # 1-based into the request's varbinds; 0 = whole PDU
+        self.oid = oid
+        self.response = response
+        where = f" at index {index} ({'.'.join(map(str, oid))})" if oid else ""
+        super().__init__(f"SNMP error {self.name}{where}")
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters a poller can export to see drops and retries."""
+
+    sent: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    malformed: int = 0
+    unmatched: int = 0  # unknown request-id, wrong source, wrong version or PDU type
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_cached(text: str) -> OID:
+    return parse_oid(text)
+
+
+def as_oid(oid: OidLike) -> OID:
+    """Normalise dotted text or a sequence of ints to an OID tuple."""
+    return _parse_cached(oid) if isinstance(oid, str) else tuple(oid)
+
+
+def _sockopt_rcvbuf(sock: socket.socket, size: int) -> None:
+    # SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; plain SO_RCVBUF is
+    # silently capped by that sysctl, which is still better than the default
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    if force is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+            return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def _udp_socket(family: int, host: str, port: int, rcvbuf: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        _sockopt_rcvbuf(sock, rcvbuf)
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Pending:
+    __slots__ = (
+        "fut",
+        "host",
+        "payload",
+        "port",
+        "retries_left",
+        "sockaddr",
+        "timeout",
+        "timer",
+        "transport",
+        "version",
+    )
+
+    def __init__(
+        self,
+        fut: asyncio.Future[Message],
+        transport: asyncio.DatagramTransport,
+        sockaddr: tuple[Any, ...],
+        payload: bytes,
+        version: int,
+        timeout: float,
+        retries: int,
+    ) -> None:
+        self.fut = fut
+        self.transport = transport
+        self.sockaddr = sockaddr
+        self.host: str = sockaddr[0]
+        self.port: int = sockaddr[1]
+        self.payload = payload
+        self.version = version
+        self.timeout = timeout
+        self.retries_left = retries
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _ClientProtocol(asyncio.DatagramProtocol):
+    def __init__(self, client: SnmpClient) -> None:
+        self._client = client
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self._client._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors are not tied to a request id here; the request's timer handles it
+        log.debug("SNMP socket error: %s", exc)
+
+
+class SnmpClient:
+    """Shared-socket SNMPv1/v2c manager; use `async with SnmpClient() as c:` or call close()."""
+
+    def __init__(
+        self, *, bind_v4: str = "0.0.0.0", bind_v6: str = "::", rcvbuf: int = DEFAULT_RCVBUF
+    ) -> None:
+        self._bind: dict[int, str] = {socket.AF_INET: bind_v4, socket.AF_INET6: bind_v6}
+        self._rcvbuf = rcvbuf
+        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        self._opening: dict[int, asyncio.Future[asyncio.DatagramTransport]] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._templates: dict[tuple[Any, ...], RequestTemplate] = {}
+        self._addr_cache: dict[str, tuple[int, str]] = {}
+        self._next_id = random.randrange(1, 0x7FFFFFFF)
+        self._closed = False
+        self.stats = ClientStats()
+
+    async def __aenter__(self) -> SnmpClient:
+        await self._transport(socket.AF_INET)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests currently awaiting a response."""
+        return len(self._pending)
+
+    def receive_buffer(self) -> int | None:
+        """Effective SO_RCVBUF of the IPv4 socket (the kernel reports twice what it grants)."""
+        transport = self._transports.get(socket.AF_INET)
+        if transport is None:
+            return None
+        sock: socket.socket = transport.get_extra_info("socket")
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+    def local_address(self, family: int = socket.AF_INET) -> tuple[Any, ...] | None:
+        """(host, port) the socket of `family` is bound to, once opened."""
+        transport = self._transports.get(family)
+        return None if transport is None else transport.get_extra_info("sockname")
+
+    def close(self) -> None:
+        """Close the sockets and fail every in-flight request with SnmpError."""
+        self._closed = True
+        for transport in self._transports.values():
+            transport.close()
+        self._transports.clear()
+        for pending in list(self._pending.values()):
+            if pending.timer is not None:
+                pending.timer.cancel()
+            if not pending.fut.done():
+                pending.fut.set_exception(SnmpError("SNMP client closed"))
+
+    async def _transport(self, family: int) -> asyncio.DatagramTransport:
+        transport = self._transports.get(family)
+        if transport is not None:
+            return transport
+        if self._closed:
+            raise SnmpError("SNMP client closed")
+        opening = self._opening.get(family)
+        if opening is not None:
+            return await asyncio.shield(opening)
+        loop = asyncio.get_running_loop()
+        opening = self._opening[family] = loop.create_future()
+        try:
+            sock = _udp_socket(family, self._bind[family], 0, self._rcvbuf)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _ClientProtocol(self), sock=sock
+            )
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                opening.cancel()
+            else:
+                opening.set_exception(exc)
+                opening.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            del self._opening[family]
+        if self._closed:  # close() ran while we were opening
+            transport.close()
+            opening.set_exception(SnmpError("SNMP client closed"))
+            opening.exception()
+            raise SnmpError("SNMP client closed")
+        self._transports[family] = transport
+        opening.set_result(transport)
+        return transport
+
+    async def _resolve(self, host: str, port: int) -> tuple[int, tuple[Any, ...]]:
+        cached = self._addr_cache.get(host)
+        if cached is None:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                # names are resolved every time (DNS may change); poll by address to skip this
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_DGRAM
+                )
+                if not infos:
+                    raise SnmpError(f"cannot resolve {host!r}") from None
+                info = infos[0]
+                return int(info[0]), (str(info[4][0]), port, *info[4][2:])
+            cached = (socket.AF_INET6 if ip.version == 6 else socket.AF_INET, str(ip))
+            if len(self._addr_cache) < 65536:
+                self._addr_cache[host] = cached
+        family, addr = cached
+        return family, ((addr, port) if family == socket.AF_INET else (addr, port, 0, 0))
+
+    def _alloc_id(self) -> int:
+        rid = self._next_id
+        while rid in self._pending:
+            rid = rid + 1 if rid < 0x7FFFFFFF else 1
+        self._next_id = rid + 1 if rid < 0x7FFFFFFF else 1
+        return rid
+
+    def template(
+        self,
+        version: int,
+        community: bytes | str,
+        pdu_type: PduType,
+        oids: Iterable[OidLike],
+        non_repeaters: int = 0,
+        max_repetitions: int = 0,
+    ) -> RequestTemplate:
+        """A cached pre-encoded request for these OIDs (what get/get_next/get_bulk use)."""
+        if isinstance(community, str):
+            community = community.encode()
+        oid_tuple = tuple(as_oid(o) for o in oids)
+        key = (version, community, pdu_type, oid_tuple, non_repeaters, max_repetitions)
+        tpl = self._templates.get(key)
+        if tpl is None:
+            tpl = RequestTemplate(
+                version, community, pdu_type, oid_tuple, non_repeaters, max_repetitions
+            )
+            if len(self._templates) >= _TEMPLATE_CACHE_MAX:
+                self._templates.clear()
+            self._templates[key] = tpl
+        return tpl
+
+    async def request(
+        self,
+        host: str,
+        port: int,
+        template: RequestTemplate,
+        timeout: float = 1.0,
+        retries: int = 1,
+    ) -> Message:
+        """Send a request and return the matching Response, whatever its error-status."""
+        family, sockaddr = await self._resolve(host, port)
+        transport = self._transports.get(family) or await self._transport(family)
+        loop = asyncio.get_running_loop()
+        rid = self._alloc_id()
+        pending = _Pending(
+            loop.create_future(),
+            transport,
+            sockaddr,
+            template.encode(rid),
+            template.version,
+            timeout,
+            max(0, retries),
+        )
+        self._pending[rid] = pending
+        try:
+            transport.sendto(pending.payload, sockaddr)
+            self.stats.sent += 1
+            pending.timer = loop.call_later(timeout, self._on_timer, pending, rid)
+            return await pending.fut
+        finally:
+            del self._pending[rid]
+            if pending.timer is not None:
+                pending.timer.cancel()
+
+    def _on_timer(self, pending: _Pending, rid: int) -> None:
+        if pending.fut.done():
+            return
+        if pending.retries_left > 0:
+            pending.retries_left -= 1
+            self.stats.retries += 1
+            # same request-id again, so a late reply to the first try still counts
+            pending.transport.sendto(pending.payload, pending.sockaddr)
+            pending.timer = asyncio.get_running_loop().call_later(
+                pending.timeout, self._on_timer, pending, rid
+            )
+            return
+        self.stats.timeouts += 1
+        pending.fut.set_exception(
+            SnmpTimeout(f"no SNMP response from {pending.host}:{pending.port} (request {rid})")
+        )
+
+    def _on_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            msg = decode_message(data)
+        except SnmpDecodeError:
+            self.stats.malformed += 1
+            return
+        pdu = msg.pdu
+        pending = self._pending.get(pdu.request_id)
+        if (
+            pending is None
+            or pending.fut.done()
+            or addr[1] != pending.port
+            or addr[0] != pending.host
+            or pdu.type is not PduType.RESPONSE
+            or msg.version != pending.version
+        ):
+            self.stats.unmatched += 1
+            return
+        pending.fut.set_result(msg)
+
+    async def _varbinds(
+        self,
+        host: str,
+        port: int,
+        template: RequestTemplate,
+        timeout: float,
+        retries: int,
+        exact: bool,
+    ) -> list[VarBind]:
+        msg = await self.request(host, port, template, timeout, retries)
+        pdu = msg.pdu
+        if pdu.error_status:
+            index = pdu.error_index
+            oid = template.oids[index - 1] if 0 < index <= len(template.oids) else None
+            raise SnmpErrorStatus(pdu.error_status, index, oid, msg)
+        if exact and len(pdu.varbinds) != len(template.oids):
+            raise SnmpError(
+                f"{host}:{port} answered {len(pdu.varbinds)} varbinds to {len(template.oids)}"
+            )
+        return list(pdu.varbinds)
+
+    async def get(
+        self,
+        host: str,
+        port: int,
+        community: bytes | str,
+        version: int,
+        oids: Sequence[OidLike],
+        timeout: float = 1.0,
+        retries: int = 1,
+    ) -> list[VarBind]:
+        """GET; v2c misses come back as NO_SUCH_OBJECT/NO_SUCH_INSTANCE values."""
+        tpl = self.template(version, community, PduType.GET_REQUEST, oids)
+        return await self._varbinds(host, port, tpl, timeout, retries, exact=True)
+
+    async def get_next(
+        self,
+        host: str,
+        port: int,
+        community: bytes | str,
+        version: int,
+        oids: Sequence[OidLike],
+        timeout: float = 1.0,
+        retries: int = 1,
+    ) -> list[VarBind]:
+        """GETNEXT; the end of the MIB is END_OF_MIB_VIEW (v2c) or noSuchName (v1)."""
+        tpl = self.template(version, community, PduType.GET_NEXT_REQUEST, oids)
+        return await self._varbinds(host, port, tpl, timeout, retries, exact=True)
+
+    async def get_bulk(
+        self,
+        host: str,
+        port: int,
+        community: bytes | str,
+        version: int,
+        oids: Sequence[OidLike],
+        non_repeaters: int = 0,
+        max_repetitions: int = 10,
+        timeout: float = 1.0,
+        retries: int = 1,
+    ) -> list[VarBind]:
+        """GETBULK (v2c only); the flat varbind list as the agent returned it."""
+        if version == V1:
+            raise ValueError("GETBULK does not exist in SNMPv1")
+        tpl = self.template(
+            version, community, PduType.GET_BULK_REQUEST, oids, non_repeaters, max_repetitions
+        )
+        return await self._varbinds(host, port, tpl, timeout, retries, exact=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Agent side (the simulator): a sorted read-only MIB, a pure responder and a UDP server
+
+
+class Mib:
+    """OID -> value table kept sorted, so GETNEXT is a bisect (values may be replaced)."""
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, values: Mapping[OID, Value] | Mapping[str, Value] | None = None) -> None:
+        self._values: dict[OID, Value] = {}
+        for key, value in (values or {}).items():
+            self._values[as_oid(key)] = value
+        self._keys = sorted(self._values)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, oid: object) -> bool:
+        return oid in self._values
+
+    def __iter__(self) -> Iterator[OID]:
+        return iter(self._keys)
+
+    def __getitem__(self, oid: OID) -> Value:
+        return self._values[oid]
+
+    def __setitem__(self, oid: OidLike, value: Value) -> None:
+        key = as_oid(oid)
+        if key not in self._values:
+            insort(self._keys, key)
+        self._values[key] = value
+
+    def items(self) -> Iterator[VarBind]:
+        """All (oid, value) pairs in OID order."""
+        return ((k, self._values[k]) for k in self._keys)
+
+    def next_after(self, oid: OID, skip: Callable[[Value], bool] | None = None) -> VarBind | None:
+        """The first binding lexicographically after `oid` (not satisfying skip), or None."""
+        keys = self._keys
+        i = bisect_right(keys, oid)
+        while i < len(keys):
+            value = self._values[keys[i]]
+            if skip is None or not skip(value):
+                return keys[i], value
+            i += 1
+        return None
+
+    def has_under(self, prefix: OID) -> bool:
+        """Whether some binding lies strictly below `prefix`."""
+        keys = self._keys
+        i = bisect_left(keys, prefix)
+        if i < len(keys) and keys[i] == prefix:
+            i += 1
+        return i < len(keys) and keys[i][: len(prefix)] == prefix
+
+
+def _hidden_in_v1(value: Value) -> bool:
+    # RFC 3584 section 4.2.2.1: a v1 manager must never see Counter64 or v2 exceptions
+    return isinstance(value, Counter64 | VarBindException)
+
+
+def _missing(mib: Mib, oid: OID) -> VarBindException:
+    # Without MIB definitions we guess object boundaries: a GET on a subtree is noSuchObject,
+    # a sibling of an existing instance (same parent arc) is noSuchInstance
+    if mib.has_under(oid):
+        return NO_SUCH_OBJECT
+    return NO_SUCH_INSTANCE if mib.has_under(oid[:-1]) else NO_SUCH_OBJECT
+
+
+def _resp(request: Message, status: int, index: int, varbinds: Iterable[VarBind]) -> Message:
+    pdu = Pdu(PduType.RESPONSE, request.pdu.request_id, status, index, tuple(varbinds))
+    return Message(request.version, request.community, pdu)
+
+
+def _v1_error(request: Message, status: ErrorStatus, index: int) -> Message:
+    return _resp(request, status, index, request.pdu.varbinds)
+
+
+def _answer(request: Message, mib: Mib) -> Message:
+    pdu = request.pdu
+    v1 = request.version == V1
+    skip = _hidden_in_v1 if v1 else None
+    out: list[VarBind] = []
+    if pdu.type is PduType.GET_REQUEST:
+        for i, (oid, _) in enumerate(pdu.varbinds, 1):
+            if oid in mib and not (v1 and _hidden_in_v1(mib[oid])):
+                out.append((oid, mib[oid]))
+            elif v1:
+                return _v1_error(request, ErrorStatus.noSuchName, i)
+            else:
+                out.append((oid, _missing(mib, oid)))
+    elif pdu.type is PduType.GET_NEXT_REQUEST:
+        for i, (oid, _) in enumerate(pdu.varbinds, 1):
+            found = mib.next_after(oid, skip)
+            if found is None:
+                if v1:
+                    return _v1_error(request, ErrorStatus.noSuchName, i)
+                found = (oid, END_OF_MIB_VIEW)
+            out.append(found)
+    elif pdu.type is PduType.GET_BULK_REQUEST:
+        out = _bulk(pdu, mib)
+    else:  # SetRequest: the simulator is read-only
+        status = ErrorStatus.noSuchName if v1 else ErrorStatus.notWritable
+        if pdu.varbinds:
+            return _resp(request, status, 1, pdu.varbinds)
+    return _resp(request, 0, 0, out)
+
+
+def _bulk(pdu: Pdu, mib: Mib) -> list[VarBind]:
+    # RFC 3416 section 4.2.3
+    varbinds = pdu.varbinds
+    n = min(max(pdu.non_repeaters, 0), len(varbinds))
+    m = max(pdu.max_repetitions, 0)
+    out: list[VarBind] = []
+    for oid, _ in varbinds[:n]:
+        out.append(mib.next_after(oid) or (oid, END_OF_MIB_VIEW))
+    cursors = [oid for oid, _ in varbinds[n:]]
+    for _ in range(m if cursors else 0):
+        ended = 0
+        for j, oid in enumerate(cursors):
+            found = mib.next_after(oid)
+            if found is None:
+                found = (oid, END_OF_MIB_VIEW)
+                ended += 1
+            out.append(found)
+            cursors[j] = found[0]
+        if ended == len(cursors):
+            break  # every column is exhausted: further repetitions would only repeat that
+    return out
+
+
+def respond(
+    request: Message,
+    mib: Mib,
+    community: bytes | frozenset[bytes] | None = b"public",
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> Message | None:
+    """Answer a decoded request from `mib` like a read-only agent; None means drop it."""
+    if community is not None and (
+        request.community != community
+        if isinstance(community, bytes)
+        else request.community not in community
+    ):
+        return None  # RFC 3584: unknown community is silently dropped
+    pdu = request.pdu
+    if pdu.type not in _REQUESTS or (request.version == V1 and pdu.type not in _V1_REQUESTS):
+        return None
+    answer = _answer(request, mib)
+    got = answer.pdu.varbinds
+    fit = fit_varbinds(answer.version, answer.community, answer.pdu, max_size)
+    if fit == len(got):
+        return answer
+    if pdu.type is PduType.GET_BULK_REQUEST and fit > 0:
+        return _resp(request, 0, 0, got[:fit])  # RFC 3416: drop trailing varbinds
+    # tooBig: v2c sends an empty list, v1 echoes the request's varbinds (RFC 1157 4.1.2)
+    echoed = request.pdu.varbinds if answer.version == V1 else ()
+    too_big = _resp(request, ErrorStatus.tooBig, 0, echoed)
+    if fit_varbinds(too_big.version, too_big.community, too_big.pdu, max_size) < len(echoed):
+        return None
+    return too_big
+
+
+_REQUESTS: Final = frozenset(
+    {
+        PduType.GET_REQUEST,
+        PduType.GET_NEXT_REQUEST,
+        PduType.GET_BULK_REQUEST,
+        PduType.SET_REQUEST,
+    }
+)
+_V1_REQUESTS: Final = _REQUESTS - {PduType.GET_BULK_REQUEST}
+
+
+class _AgentProtocol(asyncio.DatagramProtocol):
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Python 3.11's selector datagram transport does not subclass DatagramTransport
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            request = decode_message(data)
+        except SnmpDecodeError:
+            return  # an agent drops what it cannot parse (snmpInASNParseErrs)
+        try:
+            reply = self._handler(request)
+            if reply is None:
+                return
+            out = encode_message(reply.version, reply.community, reply.pdu)
+        except Exception:
+            # one bad request or handler bug must not stop the simulator serving the rest
+            log.exception("SNMP agent handler failed for a request from %s", addr)
+            return
+        if self._transport is not None:
+            self._transport.sendto(out, addr)
+
+
+async def serve_snmp(
+    host: str, port: int, handler: Handler, *, rcvbuf: int = DEFAULT_RCVBUF
+) -> asyncio.DatagramTransport:
+    """Serve SNMP on UDP host:port (0 = any free port) with a synchronous handler."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = _udp_socket(family, host, port, rcvbuf)
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _AgentProtocol(handler), sock=sock
+    )
+    return transport
+
+
+def mib_handler(
+    mib: Mib,
+    community: bytes | frozenset[bytes] | None = b"public",
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> Handler:
+    """A serve_snmp handler answering from `mib` via respond()."""
+
+    def handle(request: Message) -> Message | None:
+        return respond(request, mib, community, max_size)
+
+    return handle
+
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "V1",
+    "V2C",
+    "ClientStats",
+    "Mib",
+    "SnmpClient",
+    "SnmpError",
+    "SnmpErrorStatus",
+    "SnmpTimeout",
+    "as_oid",
+    "mib_handler",
+    "respond",
+    "serve_snmp",
+]
