@@ -12,6 +12,8 @@ from dcim.profile import ModbusProfile, SnmpProfile
 from dcim.readings import PollResult, failed
 from dcim.site import DeviceSpec
 
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+
 
 class Poller:
     """Polls devices over SNMP or Modbus; one instance (one SNMP engine) per process."""
@@ -20,6 +22,7 @@ class Poller:
         self._max_in_flight = max_in_flight
         self._snmp: PysnmpClient | None = None
         self._modbus = ModbusClient()
+        self._verified: set[tuple[str, int]] = set()
 
     def _snmp_client(self) -> PysnmpClient:
         if self._snmp is None:
@@ -56,6 +59,8 @@ class Poller:
     async def _poll_snmp(self, device: DeviceSpec, profile: SnmpProfile,
                          only: frozenset[str] | None) -> Decoded:
         client = self._snmp_client()
+        if profile.sys_object_id and (device.host, device.port) not in self._verified:
+            await self._verify_model(client, device, profile)
         data = await fetch(client, device, primary_plan(profile, only), profile.max_repetitions)
         decoded = decode_snmp(profile, data, device.rack_cap_w, only)
         retry = [profile.points[name] for name in decoded.errors if profile.points[name].fallback]
@@ -63,6 +68,21 @@ class Poller:
             data = await fetch(client, device, fallback_plan(retry), profile.max_repetitions, data)
             decoded = decode_snmp(profile, data, device.rack_cap_w, only)
         return decoded
+
+    async def _verify_model(self, client: PysnmpClient, device: DeviceSpec,
+                            profile: SnmpProfile) -> None:
+        """Refuse to read a device with a profile made for another model (wrong numbers)."""
+        raw = (await client.get(device, [SYS_OBJECT_ID])).get(SYS_OBJECT_ID)
+        if isinstance(raw, str):
+            oid = raw.lstrip(".")
+            if not any(oid == p or oid.startswith(p + ".") for p in profile.sys_object_id):
+                raise SnmpDeviceError(
+                    "profile_mismatch",
+                    f"sysObjectID {oid} is not a {profile.name} device "
+                    f"(expects {', '.join(profile.sys_object_id)}); choose the matching profile",
+                )
+        # An agent without sysObjectID cannot be checked; read it as configured.
+        self._verified.add((device.host, device.port))
 
     async def _poll_modbus(self, device: DeviceSpec, profile: ModbusProfile,
                            only: frozenset[str] | None) -> Decoded:
