@@ -198,18 +198,53 @@ class PrometheusExporter(_Strict):
 
 
 class InfluxExporter(_Strict):
-    """InfluxDB v2 write API sink with a durable spool."""
+    """InfluxDB v2 write API sink (/api/v2/write) with a durable SQLite spool."""
 
-    url: str
+    url: str = Field(pattern=r"^https?://")
     org: str
     bucket: str
     token: SecretStr | None = None
     token_file: SecretFile | None = None
-    spool: Path = Path("/var/lib/dcim/spool.db")
-    batch_size: int = Field(default=5000, ge=1)
+    # Relative paths (and the default, influx-spool.db) live in the state directory.
+    spool: Path | None = None
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
     flush_interval: Duration = 5.0
     max_spool_mb: float = Field(default=512.0, gt=0)
     timeout: Duration = 10.0
+    # Longest pause between retries after 429/5xx/network errors (Retry-After may ask for more).
+    max_backoff: Duration = 60.0
+    # Unchanged site/rack/feed/cooling values are written again at least this often.
+    keepalive: Duration = 60.0
+    ca_file: Path | None = None
+    tls_verify: bool = True
+
+    def secret_token(self) -> str | None:
+        """The API token from `token` or `token_file`, whichever is set."""
+        value = self.token or self.token_file
+        return value.get_secret_value() if value is not None else None
+
+
+class BmsPoint(_Strict):
+    """One BMS value topic mapped onto a canonical point of a site device."""
+
+    topic: str = Field(min_length=1)
+    device: Id
+    point: str
+    # Multiplier from the BMS unit to dcim's canonical unit (e.g. 1000 for kW -> W).
+    scale: float = 1.0
+
+    @field_validator("topic")
+    @classmethod
+    def _no_wildcards(cls, value: str) -> str:
+        if "+" in value or "#" in value:
+            raise ValueError("give the exact value topic; wildcards are not allowed")
+        return value
+
+
+class MqttSource(_Strict):
+    """Points read from a BMS on the same MQTT bus (DSX value payloads) instead of polling."""
+
+    points: tuple[BmsPoint, ...] = Field(min_length=1)
 
 
 class MqttExporter(_Strict):
@@ -224,7 +259,26 @@ class MqttExporter(_Strict):
     password_file: SecretFile | None = None
     tls: bool = False
     ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
     dsx: bool = False
+    # First tagPath segment of DSX topics (default: the site name).
+    dsx_tag_prefix: str | None = None
+    # Re-send unchanged DSX values and metadata this often (the bus convention is 100 s).
+    dsx_republish: Duration = 100.0
+    plain: bool = True
+    keepalive: Duration = 30.0
+    # Events waiting for the broker; beyond this the oldest are dropped and counted.
+    max_queue: int = Field(default=10_000, ge=1)
+    # A persistent session (clean_session false) so the broker keeps QoS 1 state across reconnects.
+    persistent_session: bool = True
+    bms: MqttSource | None = None
+
+    def secret_password(self) -> str | None:
+        """The broker password from `password` or `password_file`, whichever is set."""
+        value = self.password or self.password_file
+        return value.get_secret_value() if value is not None else None
 
 
 class Exporters(_Strict):

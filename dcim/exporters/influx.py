@@ -1,0 +1,442 @@
+"""InfluxDB sink: snapshots -> line protocol -> durable spool -> POST /api/v2/write (2.x and 3.x).
+
+publish() only turns a snapshot into lines and appends them to an in-memory list; a background
+task moves them into the SQLite spool (in a worker thread) twice a second, and another task
+sends the oldest spooled points in gzip batches and deletes them once the server accepted them.
+
+We POST ourselves with aiohttp instead of using influxdb-client's write API because the
+response handling is the point of this sink: we need the status code and the Retry-After
+header of every response, must split a batch on 413, and must never have a library retry or
+drop a batch behind our back; the spool already holds encoded line protocol, so the body is
+sent exactly as stored.
+
+Response handling: 2xx acknowledges the batch; 429 and 5xx (and network errors) back off,
+honouring Retry-After; 413 splits the batch; 400/422 drop the batch and count it; 401/403
+keep everything, log once at ERROR and export dcim_influx_auth_failed until a write succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import gzip
+import logging
+import random
+import ssl
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+from prometheus_client.metrics_core import Metric
+
+from dcim.config import InfluxExporter
+from dcim.exporters.influx_lines import LineMaker
+from dcim.exporters.prometheus_metrics import Published, counter, gauge
+from dcim.exporters.spool import Batch, MemorySpool, Outbox, SpoolError, SqliteSpool
+
+log = logging.getLogger("dcim.influx")
+
+T = TypeVar("T")
+SPOOL_FLUSH_S = 0.5
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+AUTH_RETRY_S = 30.0
+SPOOL_REOPEN_S = 30.0
+MAX_RETRY_AFTER_S = 3600.0
+
+Action = Literal["ok", "retry", "split", "drop", "auth"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with a batch after the server answered."""
+
+    action: Action
+    delay: float | None = None  # seconds the server asked us to wait (Retry-After)
+
+
+def retry_after(header: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not header:
+        return None
+    header = header.strip()
+    try:
+        seconds = float(header)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - now
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def classify(status: int, retry_after_header: str | None = None, now: float = 0.0) -> Verdict:
+    """Map an HTTP status of /api/v2/write onto an action."""
+    if 200 <= status < 300:
+        return Verdict("ok")
+    if status == 413:
+        return Verdict("split")
+    if status in (401, 403):
+        return Verdict("auth")
+    if status == 429 or status >= 500:
+        return Verdict("retry", retry_after(retry_after_header, now))
+    if status in (400, 422):
+        return Verdict("drop")
+    # Anything else (404: wrong bucket or org, 405, ...) may be fixed by the operator: keep data.
+    return Verdict("retry", retry_after(retry_after_header, now))
+
+
+def resolve_spool_path(config: InfluxExporter, state_dir: Path) -> Path:
+    """Where the spool lives: config.spool (relative to the state directory) or the default."""
+    if config.spool is None:
+        return state_dir / "influx-spool.db"
+    return config.spool if config.spool.is_absolute() else state_dir / config.spool
+
+
+class InfluxSink:
+    """The InfluxDB sink (see the module docstring)."""
+
+    name = "influxdb"
+
+    def __init__(self, config: InfluxExporter, state_dir: Path):
+        self.config = config
+        self.spool_path = resolve_spool_path(config, state_dir)
+        self.max_bytes = int(config.max_spool_mb * 1024 * 1024)
+        self._maker = LineMaker(keepalive=config.keepalive)
+        self._pending: list[tuple[str, float]] = []
+        self._pending_bytes = 0
+        self._outbox: Outbox | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-spool")
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._sending = False
+        # self-health, read by metrics() from the scrape thread
+        self.sent = 0
+        self.dropped: dict[str, int] = {}
+        self.retries: dict[str, int] = {}
+        self.batches = 0
+        self.auth_failed = False
+        self.spool_failed = False
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self._queued = 0
+        self._spool_bytes = 0
+        self._oldest: float | None = None
+        self._logged: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the spool (falling back to memory) and start the writer and sender tasks."""
+        await self._open_spool()
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=self._connector())
+        self._tasks = [asyncio.create_task(self._spool_loop(), name="influx-spool"),
+                       asyncio.create_task(self._send_loop(), name="influx-send")]
+
+    def _connector(self) -> aiohttp.TCPConnector:
+        ctx: ssl.SSLContext | bool = True
+        if self.config.url.startswith("https"):
+            if not self.config.tls_verify:
+                ctx = False
+            elif self.config.ca_file is not None:
+                ctx = ssl.create_default_context(cafile=str(self.config.ca_file))
+        return aiohttp.TCPConnector(ssl=ctx, limit=2)
+
+    async def stop(self, timeout: float) -> None:
+        """Spool everything, send what can be sent within timeout, keep the rest on disk."""
+        deadline = time.monotonic() + timeout
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self._flush_pending()
+        with contextlib.suppress(TimeoutError, Exception):
+            remaining = max(deadline - time.monotonic(), 0.1)
+            await asyncio.wait_for(self._drain_once(), remaining)
+        if self._session is not None:
+            await self._session.close()
+        if self._outbox is not None:
+            outbox = self._outbox
+            await self._run(outbox.close)
+        self._executor.shutdown(wait=True)
+
+    # -- publish (never blocks) ------------------------------------------------------------
+
+    def publish(self, published: Published) -> None:
+        """Queue the lines new in this snapshot; the writer task spools them."""
+        lines = self._maker.lines(published)
+        if not lines:
+            return
+        stamp = time.time()
+        for line in lines:
+            self._pending.append((line, stamp))
+            self._pending_bytes += len(line) + 1
+        # While the spool cannot take them, memory is bounded like the spool.
+        if self._pending_bytes > self.max_bytes:
+            self._trim_pending()
+        self._update_queued()
+
+    def _trim_pending(self) -> None:
+        dropped = 0
+        while self._pending and self._pending_bytes > self.max_bytes:
+            line, _ = self._pending.pop(0)
+            self._pending_bytes -= len(line) + 1
+            dropped += 1
+        self._count_drop("spool_full", dropped)
+
+    # -- spool -----------------------------------------------------------------------------
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _open_spool(self) -> None:
+        try:
+            spool = await self._run(SqliteSpool, self.spool_path, self.max_bytes)
+        except SpoolError as exc:
+            self._problem("spool", f"spool unavailable, points are kept in memory only: {exc}")
+            self.spool_failed = True
+            if self._outbox is None:
+                self._outbox = MemorySpool(self.max_bytes)
+            return
+        if isinstance(self._outbox, MemorySpool):
+            # Move what piled up in memory to disk, oldest first.
+            rows = self._outbox.drain()
+            self._pending[:0] = rows
+            self._pending_bytes += sum(len(line) + 1 for line, _ in rows)
+        self._outbox = spool
+        if self.spool_failed:
+            log.warning("influxdb spool %s is usable again", self.spool_path)
+        self.spool_failed = False
+        self._logged.discard("spool")
+        self._refresh_stats()
+
+    async def _spool_loop(self) -> None:
+        last_open_try = time.monotonic()
+        while True:
+            await asyncio.sleep(SPOOL_FLUSH_S)
+            if self.spool_failed and time.monotonic() - last_open_try >= SPOOL_REOPEN_S:
+                last_open_try = time.monotonic()
+                await self._open_spool()
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        if not self._pending or self._outbox is None:
+            return
+        rows, self._pending = self._pending, []
+        self._pending_bytes = 0
+        outbox = self._outbox
+        try:
+            dropped = await self._run(outbox.append, rows)
+        except SpoolError as exc:
+            # Disk full or read-only: keep them in memory (bounded) and try again next time.
+            self._pending[:0] = rows
+            self._pending_bytes += sum(len(line) + 1 for line, _ in rows)
+            self._trim_pending()
+            self._problem("spool", f"cannot write the spool, holding points in memory: {exc}")
+            self.spool_failed = True
+            self._update_queued()
+            return
+        if self.spool_failed and isinstance(outbox, SqliteSpool):
+            log.warning("influxdb spool %s is writable again", self.spool_path)
+            self.spool_failed = False
+            self._logged.discard("spool")
+        self._count_drop("spool_full", dropped)
+        self._refresh_stats()
+        self._wake.set()
+
+    def _refresh_stats(self) -> None:
+        if self._outbox is not None:
+            stats = self._outbox.stats()
+            self._spool_bytes = stats.bytes
+            self._oldest = stats.oldest
+        self._update_queued()
+
+    def _update_queued(self) -> None:
+        stats = self._outbox.stats() if self._outbox is not None else None
+        self._queued = (stats.points if stats else 0) + len(self._pending)
+        if stats is not None:
+            self._oldest = stats.oldest
+        if self._pending and (self._oldest is None or self._pending[0][1] < self._oldest):
+            self._oldest = self._pending[0][1]
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        backoff = 1.0
+        last_send = time.monotonic()
+        while True:
+            queued = self._outbox.stats().points if self._outbox is not None else 0
+            due = time.monotonic() - last_send >= self.config.flush_interval
+            if queued == 0 or (queued < self.config.batch_size and not due):
+                self._wake.clear()
+                wait = max(self.config.flush_interval - (time.monotonic() - last_send), 0.05)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            last_send = time.monotonic()
+            verdict = await self._send_next()
+            if verdict is None:
+                backoff = 1.0
+                continue
+            if verdict.action == "auth":
+                await asyncio.sleep(AUTH_RETRY_S)
+                continue
+            delay = verdict.delay if verdict.delay is not None else backoff
+            backoff = min(backoff * 2, self.config.max_backoff)
+            await asyncio.sleep(delay * random.uniform(1.0, 1.2) if verdict.delay is None else delay)
+
+    async def _send_next(self) -> Verdict | None:
+        """Send the oldest batch; None when it was acknowledged (or dropped for good)."""
+        outbox = self._outbox
+        if outbox is None:
+            return None
+        try:
+            batch = await self._run(outbox.peek, self.config.batch_size, MAX_BATCH_BYTES)
+        except SpoolError as exc:
+            self._problem("spool-read", str(exc))
+            return Verdict("retry", 5.0)
+        if not batch.ids:
+            return None
+        return await self._send_batch(outbox, batch)
+
+    async def _send_batch(self, outbox: Outbox, batch: Batch) -> Verdict | None:
+        verdict, detail = await self._post(batch)
+        if verdict.action == "ok":
+            await self._ack(outbox, batch)
+            self.sent += len(batch.ids)
+            self.last_success = time.time()
+            if self.auth_failed:
+                log.warning("influxdb accepts writes again")
+            self.auth_failed = False
+            self.last_error = None
+            for key in ("auth", "http", "net", "drop"):
+                self._logged.discard(key)
+            return None
+        if verdict.action == "split":
+            if len(batch.ids) == 1:
+                self._problem("drop", f"influxdb refused a single point as too large (413): {detail}")
+                await self._ack(outbox, batch)
+                self._count_drop("too_large", 1)
+                return None
+            first, second = batch.split()
+            for half in (first, second):
+                result = await self._send_batch(outbox, half)
+                if result is not None:
+                    return result
+            return None
+        if verdict.action == "drop":
+            self._problem("drop", f"influxdb rejected a batch of {len(batch.ids)} points: {detail}")
+            await self._ack(outbox, batch)
+            self._count_drop("rejected", len(batch.ids))
+            return None
+        if verdict.action == "auth":
+            self.auth_failed = True
+            self._problem("auth", f"influxdb refused the token ({detail}); points are kept in the "
+                                  "spool until the token is fixed")
+            return verdict
+        return verdict
+
+    async def _ack(self, outbox: Outbox, batch: Batch) -> None:
+        try:
+            await self._run(outbox.ack, batch.ids)
+        except SpoolError as exc:
+            self._problem("spool", str(exc))
+        self._refresh_stats()
+
+    async def _post(self, batch: Batch) -> tuple[Verdict, str]:
+        """One POST of a batch; network failures count as retryable."""
+        assert self._session is not None
+        self.batches += 1
+        params = {"org": self.config.org, "bucket": self.config.bucket, "precision": "ms"}
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip",
+                   "Accept": "application/json"}
+        token = self.config.secret_token()
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        body = await asyncio.get_running_loop().run_in_executor(
+            None, gzip.compress, batch.body(), 5)
+        url = self.config.url.rstrip("/") + "/api/v2/write"
+        try:
+            async with self._session.post(url, params=params, data=body, headers=headers) as resp:
+                text = (await resp.text(errors="replace"))[:300]
+                verdict = classify(resp.status, resp.headers.get("Retry-After"), time.time())
+                detail = f"HTTP {resp.status} {text.strip()}".strip()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._count_retry("network")
+            self.last_error = detail
+            self._problem("net", f"cannot reach influxdb at {self.config.url}: {detail}; "
+                                 "points stay in the spool")
+            return Verdict("retry"), detail
+        if verdict.action == "retry":
+            self._count_retry(str(resp.status))
+            self.last_error = detail
+            self._problem("http", f"influxdb answered {detail}; retrying")
+        elif verdict.action != "ok":
+            self.last_error = detail
+        return verdict, detail
+
+    async def _drain_once(self) -> None:
+        """At shutdown: send batches until the spool is empty or the server refuses."""
+        while self._outbox is not None and self._outbox.stats().points:
+            if await self._send_next() is not None:
+                return
+
+    # -- self-health -----------------------------------------------------------------------
+
+    def _count_drop(self, reason: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def _count_retry(self, reason: str) -> None:
+        self.retries[reason] = self.retries.get(reason, 0) + 1
+
+    def _problem(self, key: str, message: str) -> None:
+        """Log a problem once until it clears (the metrics carry the rest)."""
+        if key not in self._logged:
+            self._logged.add(key)
+            log.error("%s", message)
+
+    def metrics(self) -> Iterable[Metric]:
+        """dcim_influx_* self-health series."""
+        now = time.time()
+        yield gauge("dcim_influx_points_queued", "Points waiting to be written (spool and memory)",
+                    float(self._queued))
+        yield counter("dcim_influx_points_sent", "Points InfluxDB accepted",
+                      {(): float(self.sent)}, [])
+        drops: dict[tuple[str, ...], float] = {(r,): float(n) for r, n in sorted(self.dropped.items())}
+        for reason in ("spool_full", "rejected", "too_large"):
+            drops.setdefault((reason,), 0.0)
+        yield counter("dcim_influx_points_dropped",
+                      "Points given up, by reason (spool_full, rejected = 400/422, too_large = 413)",
+                      drops, ["reason"])
+        yield counter("dcim_influx_write_retries", "Writes to retry, by HTTP status or 'network'",
+                      {(r,): float(n) for r, n in sorted(self.retries.items())}, ["reason"])
+        yield gauge("dcim_influx_spool_bytes", "Bytes of line protocol held in the spool",
+                    float(self._spool_bytes))
+        age = now - self._oldest if self._oldest is not None else 0.0
+        yield gauge("dcim_influx_oldest_unsent_age_seconds",
+                    "Age of the oldest point not yet written (0 when none)", max(age, 0.0))
+        yield gauge("dcim_influx_auth_failed",
+                    "1 while InfluxDB refuses the token (401/403); points are kept",
+                    1.0 if self.auth_failed else 0.0)
+        yield gauge("dcim_influx_spool_failed",
+                    "1 while the spool file cannot be written (points held in memory)",
+                    1.0 if self.spool_failed else 0.0)
+        yield gauge("dcim_influx_up", "1 when the last write attempt succeeded",
+                    1.0 if self.last_error is None and not self.auth_failed else 0.0)
+        if self.last_success is not None:
+            yield gauge("dcim_influx_last_success_timestamp_seconds",
+                        "When InfluxDB last accepted a batch", self.last_success)
+
