@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import platform
 import random
 import socket
+import sys
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,10 +97,20 @@ def as_oid(oid: OidLike) -> OID:
     return _parse_cached(oid) if isinstance(oid, str) else tuple(oid)
 
 
+# CPython does not export SO_RCVBUFFORCE; 33 is its value in asm-generic (x86, arm, riscv)
+_SO_RCVBUFFORCE: Final[int | None] = getattr(
+    socket,
+    "SO_RCVBUFFORCE",
+    33
+    if sys.platform == "linux" and platform.machine() in {"x86_64", "aarch64", "riscv64"}
+    else None,
+)
+
+
 def _sockopt_rcvbuf(sock: socket.socket, size: int) -> None:
     # SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; plain SO_RCVBUF is
     # silently capped by that sysctl, which is still better than the default
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    force = _SO_RCVBUFFORCE
     if force is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, force, size)
