@@ -227,6 +227,42 @@ def _print_poll(result: PollResult, profile: str, host: str, port: int) -> None:
             typer.echo(f"  {name:<20} -   {result.errors[name]}   (raw {raw})")
 
 
+@app.command()
+def simulate(
+    preset: Annotated[str, typer.Option(help="tiny | hall-18mw | bench-2000")],
+    write_config: Annotated[Path, typer.Option("--write-config", help="Site config to write.")],
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 1,
+    control: Annotated[str, typer.Option(help="HOST:PORT of the control API (0: any).")] =
+        "127.0.0.1:0",
+    workers: Annotated[int, typer.Option(help="Processes serving the devices.")] = 1,
+    base_port: Annotated[int | None, typer.Option(help="First device port (default: any).")] =
+        None,
+    frozen: Annotated[bool, typer.Option(help="Hold the world at its start time (tests).")] =
+        False,
+) -> None:
+    """Serve a simulated site over SNMP and Modbus on loopback and write its config."""
+    from dcim.sim.command import SimulateOptions, run
+
+    raise typer.Exit(run(SimulateOptions(
+        preset=preset, seed=seed, write_config=write_config, control=control, workers=workers,
+        frozen=frozen, base_port=base_port,
+    )))
+
+
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="Exit after this many seconds.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one plain snapshot and exit.")] =
+        False,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 1,
+    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 5.0,
+) -> None:
+    """Simulated 18 MW hall polled through dcim, with a live terminal view."""
+    from dcim.sim.command import run_demo
+
+    raise typer.Exit(run_demo(duration=duration, once=once, seed=seed, interval=interval))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

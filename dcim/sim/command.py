@@ -334,3 +334,90 @@ async def _serve_main(opts: SimulateOptions, site: SimSite, registry: ProfileReg
             loop.remove_reader(conn.fileno())
         await control.close()
     return 0
+
+
+# --- dcim demo ---------------------------------------------------------------------------
+
+DEMO_PRESET = "hall-18mw"
+
+
+def run_demo(duration: float | None = None, once: bool = False, seed: int = 1,
+             interval: float = 5.0, out: TextIO = sys.stdout) -> int:
+    """Start the hall-18mw simulator as a child, poll it through dcim and show it live."""
+    import shutil
+    import tempfile
+
+    from dcim.sim.child import SimulatorFailed, SimulatorProcess
+    from dcim.site import load_site
+
+    workdir = Path(tempfile.mkdtemp(prefix="dcim-demo-"))
+    config = workdir / f"{DEMO_PRESET}.yaml"
+    try:
+        sim = SimulatorProcess.start(DEMO_PRESET, config, seed)
+    except SimulatorFailed as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"dcim demo: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"simulated {DEMO_PRESET} hall: control API {sim.control_url} (GET /truth), "
+              f"config {config}", file=out, flush=True)
+        site = load_site(config)
+        return asyncio.run(_demo(site, sim, duration, once, interval, out))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sim.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _demo(site: Any, sim: Any, duration: float | None, once: bool, interval: float,
+                out: TextIO) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from dcim.demo import DemoInfo, plain, render
+    from dcim.sim.polling import PollingSource
+
+    loop = asyncio.get_running_loop()
+    source = PollingSource(site)
+    truth: dict[str, Any] | None = None
+
+    def info() -> DemoInfo:
+        return DemoInfo(sim.control_url, str(sim.config), source.poll_seconds, truth)
+
+    async def refresh_truth() -> None:
+        nonlocal truth
+        with contextlib.suppress(OSError, ValueError):
+            truth = await loop.run_in_executor(None, sim.get, "/truth")
+
+    deadline = None if duration is None else time.monotonic() + duration
+    try:
+        if once or not out.isatty():
+            while True:
+                snapshot = await source.poll()
+                await refresh_truth()
+                print(plain(snapshot, info()), file=out, flush=True)
+                if once or (deadline is not None and time.monotonic() + interval > deadline):
+                    return 0
+                await asyncio.sleep(interval)
+        console = Console(file=out)
+        with Live(render(None, info()), console=console, refresh_per_second=2) as live:
+            async def poll_forever() -> None:
+                while True:
+                    started = time.monotonic()
+                    await source.poll()
+                    await refresh_truth()
+                    live.update(render(source.latest(), info()))
+                    await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+            task = asyncio.create_task(poll_forever())
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    if task.done():
+                        task.result()  # surface a crash of the poll loop
+                    await asyncio.sleep(0.25)
+            finally:
+                task.cancel()
+        return 0
+    finally:
+        await source.close()

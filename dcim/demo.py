@@ -1,0 +1,163 @@
+"""The demo's terminal view: PUE against target, power, racks nearest their cap, CDUs, problems.
+
+The view only renders a `Snapshot` (plus optional simulator truth); where the snapshot comes
+from is the caller's business (a spot-check loop today, the daemon's latest state later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from dcim.compute import Snapshot
+
+TOP_RACKS = 12
+
+
+@dataclass(frozen=True)
+class DemoInfo:
+    """Where things are, shown under the view."""
+
+    control_url: str
+    config: str
+    poll_seconds: float | None = None
+    truth: Mapping[str, Any] | None = None
+
+
+def _kw(watts: float | None) -> str:
+    if watts is None:
+        return "n/a"
+    return f"{watts / 1e6:,.2f} MW" if watts >= 1e6 else f"{watts / 1e3:,.1f} kW"
+
+
+def _temp(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} °C"
+
+
+def problems(snapshot: Snapshot) -> list[str]:
+    """Active problems, most urgent first: leaks, PUE withheld, devices down, racks at risk."""
+    out = [f"LEAK detected at {c.id} (racks {', '.join(c.racks)})"
+           for c in snapshot.cdus.values() if c.leak]
+    pue = snapshot.pue
+    if pue.value is None:
+        why = pue.reason or pue.status
+        missing = f": missing {', '.join(pue.missing)}" if pue.missing else ""
+        out.append(f"PUE withheld ({why}){missing}")
+    for dev in snapshot.devices.values():
+        if not dev.up and dev.last_poll is not None:
+            out.append(f"device {dev.id} down ({dev.error_kind}): {dev.error}")
+    for rack in snapshot.racks.values():
+        if rack.failover_risk:
+            out.append(f"rack {rack.id} would overload one feed if the other failed "
+                       f"({_kw(rack.power_w)} > {_kw(rack.feed_capacity_w)})")
+        if rack.power_w is not None and rack.power_w > rack.cap_w:
+            out.append(f"rack {rack.id} above its cap ({_kw(rack.power_w)} > {_kw(rack.cap_w)})")
+    return out
+
+
+def _pue_style(value: float | None, target: float | None) -> str:
+    if value is None:
+        return "bold red"
+    if target is None or value <= target:
+        return "bold green"
+    return "bold yellow" if value <= target + 0.05 else "bold red"
+
+
+def _header(snapshot: Snapshot, info: DemoInfo) -> Panel:
+    pue = snapshot.pue
+    text = Text()
+    text.append("PUE ")
+    text.append("withheld" if pue.value is None else f"{pue.value:.3f}",
+                _pue_style(pue.value, pue.target))
+    if pue.target:
+        text.append(f"  target {pue.target:g}")
+    if info.truth and info.truth.get("pue"):
+        text.append(f"  (simulator truth {info.truth['pue']:.3f})", "dim")
+    text.append(f"\nfacility {_kw(pue.facility_w)}   IT {_kw(pue.it_w)}   "
+                f"coverage {pue.coverage:.0%}   status {pue.status}")
+    oh = snapshot.overhead
+    if oh.cooling_w is not None or oh.ups_loss_w is not None:
+        text.append(f"\ncooling {_kw(oh.cooling_w)}   UPS losses {_kw(oh.ups_loss_w)}   "
+                    f"other {_kw(oh.other_w)}")
+    when = datetime.fromtimestamp(snapshot.time).strftime("%H:%M:%S")
+    took = f" in {info.poll_seconds:.1f} s" if info.poll_seconds is not None else ""
+    return Panel(text, title=f"dcim demo: {snapshot.site}", subtitle=f"polled {when}{took}")
+
+
+def _racks(snapshot: Snapshot) -> Table:
+    table = Table(title="Racks nearest their cap", expand=True)
+    table.add_column("rack")
+    table.add_column("power", justify="right")
+    table.add_column("of cap", ratio=1)
+    table.add_column("%", justify="right")
+    table.add_column("A / B", justify="right")
+    racks = sorted(snapshot.racks.values(), key=lambda r: r.utilization or 0.0, reverse=True)
+    for r in racks[:TOP_RACKS]:
+        util = r.utilization or 0.0
+        style = "red" if util >= 0.95 else "yellow" if util >= 0.85 else "green"
+        feeds = " / ".join(_kw(r.feeds.get(f)) for f in sorted(r.feeds))
+        table.add_row(r.id, _kw(r.power_w),
+                      ProgressBar(total=1.0, completed=min(util, 1.0), complete_style=style),
+                      f"{util:.0%}" if r.utilization is not None else "n/a", feeds)
+    return table
+
+
+def _cdus(snapshot: Snapshot) -> Table:
+    table = Table(title="CDUs (secondary loop)", expand=True)
+    for col in ("cdu", "supply", "return", "ΔT", "flow", "heat", "capture", "leak"):
+        table.add_column(col, justify="left" if col == "cdu" else "right")
+    for c in snapshot.cdus.values():
+        table.add_row(
+            c.id, _temp(c.supply_c), _temp(c.return_c),
+            "n/a" if c.delta_t is None else f"{c.delta_t:.1f} K",
+            "n/a" if c.flow_lpm is None else f"{c.flow_lpm:,.0f} L/min", _kw(c.heat_w),
+            "n/a" if c.capture_ratio is None else f"{c.capture_ratio:.0%}",
+            Text("LEAK", "bold red") if c.leak else Text("no" if c.leak is False else "n/a"),
+        )
+    return table
+
+
+def render(snapshot: Snapshot | None, info: DemoInfo) -> RenderableType:
+    """The whole live view for one snapshot (a waiting screen before the first one)."""
+    footer = Text(f"control API {info.control_url}   config {info.config}   Ctrl-C to quit",
+                  "dim")
+    if snapshot is None:
+        return Group(Panel("polling the simulated hall ...", title="dcim demo"), footer)
+    found = problems(snapshot)
+    issues = Text("\n".join(found), "red") if found else Text("none", "green")
+    return Group(_header(snapshot, info), _racks(snapshot), _cdus(snapshot),
+                 Panel(issues, title=f"Problems ({len(found)})"), footer)
+
+
+def plain(snapshot: Snapshot, info: DemoInfo) -> str:
+    """The same picture as plain text, for --once and non-terminal output."""
+    pue = snapshot.pue
+    value = "withheld" if pue.value is None else f"{pue.value:.3f}"
+    lines = [f"site {snapshot.site}: PUE {value}"
+             + (f" (target {pue.target:g})" if pue.target else "")
+             + (f", simulator truth {info.truth['pue']:.3f}" if info.truth and
+                info.truth.get("pue") else ""),
+             f"facility {_kw(pue.facility_w)}, IT {_kw(pue.it_w)}, coverage {pue.coverage:.0%}, "
+             f"status {pue.status}", "racks nearest their cap:"]
+    racks = sorted(snapshot.racks.values(), key=lambda r: r.utilization or 0.0, reverse=True)
+    for r in racks[:TOP_RACKS]:
+        util = r.utilization or 0.0
+        bar = "#" * round(util * 20)
+        lines.append(f"  {r.id:<8} {_kw(r.power_w):>10} [{bar:<20}] {util:4.0%}")
+    lines.append("CDUs:")
+    for c in snapshot.cdus.values():
+        lines.append(f"  {c.id:<8} supply {_temp(c.supply_c)}, return {_temp(c.return_c)}, "
+                     f"heat {_kw(c.heat_w)}{', LEAK' if c.leak else ''}")
+    found = problems(snapshot)
+    lines.append(f"problems ({len(found)}):")
+    lines += [f"  {p}" for p in found] or ["  none"]
+    lines.append(f"control API {info.control_url}, config {info.config}")
+    return "\n".join(lines)
