@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from dcim.decode import Decoded, decode_modbus, decode_snmp
 from dcim.drivers.modbus import ModbusClient, ModbusDeviceError
-from dcim.drivers.snmp import PysnmpClient, SnmpDeviceError, fallback_plan, fetch, primary_plan
+from dcim.drivers.snmp import (
+    FastClient,
+    PysnmpClient,
+    SnmpCollector,
+    SnmpDeviceError,
+    fallback_plan,
+    fetch,
+    primary_plan,
+)
 from dcim.profile import ModbusProfile, SnmpProfile
 from dcim.readings import PollResult, failed
 from dcim.site import DeviceSpec
@@ -20,20 +29,30 @@ class Poller:
 
     def __init__(self, max_in_flight: int = 64):
         self._max_in_flight = max_in_flight
-        self._snmp: PysnmpClient | None = None
+        self._pysnmp: PysnmpClient | None = None
+        self._fast: FastClient | None = None
+        # pysnmp is the reference implementation; DCIM_SNMP_ENGINE=pysnmp uses it for v1/v2c too.
+        self._fast_ok = os.environ.get("DCIM_SNMP_ENGINE", "fast") != "pysnmp"
         self._modbus = ModbusClient()
         self._verified: set[tuple[str, int]] = set()
 
-    def _snmp_client(self) -> PysnmpClient:
-        if self._snmp is None:
-            self._snmp = PysnmpClient(self._max_in_flight)
-        return self._snmp
+    def _snmp_client(self, device: DeviceSpec) -> SnmpCollector:
+        """The fast BER path for v1/v2c, pysnmp for v3 (USM auth and privacy)."""
+        assert device.auth is not None
+        if device.auth.version < 3 and self._fast_ok:
+            if self._fast is None:
+                self._fast = FastClient(self._max_in_flight)
+            return self._fast
+        if self._pysnmp is None:
+            self._pysnmp = PysnmpClient(self._max_in_flight)
+        return self._pysnmp
 
     async def close(self) -> None:
         """Close sockets and connections."""
         await self._modbus.close()
-        if self._snmp is not None:
-            self._snmp.close()
+        for client in (self._fast, self._pysnmp):
+            if client is not None:
+                client.close()
 
     async def poll(self, device: DeviceSpec, only: frozenset[str] | None = None,
                    deadline: float | None = None) -> PollResult:
@@ -58,7 +77,7 @@ class Poller:
 
     async def _poll_snmp(self, device: DeviceSpec, profile: SnmpProfile,
                          only: frozenset[str] | None) -> Decoded:
-        client = self._snmp_client()
+        client = self._snmp_client(device)
         if profile.sys_object_id and (device.host, device.port) not in self._verified:
             await self._verify_model(client, device, profile)
         data = await fetch(client, device, primary_plan(profile, only), profile.max_repetitions)
@@ -69,7 +88,7 @@ class Poller:
             decoded = decode_snmp(profile, data, device.rack_cap_w, only)
         return decoded
 
-    async def _verify_model(self, client: PysnmpClient, device: DeviceSpec,
+    async def _verify_model(self, client: SnmpCollector, device: DeviceSpec,
                             profile: SnmpProfile) -> None:
         """Refuse to read a device with a profile made for another model (wrong numbers)."""
         raw = (await client.get(device, [SYS_OBJECT_ID])).get(SYS_OBJECT_ID)

@@ -84,8 +84,99 @@ def _oid_tuple(oid: str) -> tuple[int, ...]:
     return tuple(int(x) for x in oid.split("."))
 
 
-class PysnmpClient:
-    """Thin async wrapper over pysnmp's high-level API, reusing engine, auth and targets."""
+VarBinds = list[tuple[tuple[int, ...], RawValue]]
+
+
+class _StatusError(Exception):
+    def __init__(self, status: str, index: int):
+        super().__init__(status)
+        self.status = status
+        self.index = index
+
+
+class SnmpCollector:
+    """GET with tooBig splitting and multi-column table walks, over some SNMP transport."""
+
+    async def _get(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
+        raise NotImplementedError
+
+    async def _next(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
+        raise NotImplementedError
+
+    async def _bulk(self, device: DeviceSpec, oids: Sequence[str], reps: int) -> VarBinds:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release sockets."""
+
+    async def get(self, device: DeviceSpec, oids: Sequence[str]) -> dict[str, RawValue]:
+        """GET the given OIDs, splitting on tooBig and isolating noSuchName (v1)."""
+        out: dict[str, RawValue] = {}
+        pending = [list(oids[i:i + MAX_GET_VARBINDS]) for i in range(0, len(oids), MAX_GET_VARBINDS)]
+        while pending:
+            chunk = pending.pop()
+            if not chunk:
+                continue
+            try:
+                binds = await self._get(device, chunk)
+            except _StatusError as exc:
+                if exc.status == "tooBig" and len(chunk) > 1:
+                    half = len(chunk) // 2
+                    pending += [chunk[:half], chunk[half:]]
+                    continue
+                if exc.status == "noSuchName" and 0 < exc.index <= len(chunk):
+                    out[chunk[exc.index - 1]] = Missing("noSuchName")
+                    pending.append(chunk[: exc.index - 1] + chunk[exc.index:])
+                    continue
+                raise SnmpDeviceError("protocol", f"{device.host}: GET failed: {exc.status}") from None
+            if len(binds) != len(chunk):
+                raise SnmpDeviceError("protocol", f"{device.host}: asked {len(chunk)} OIDs, "
+                                      f"got {len(binds)}")
+            # Key by what was asked: an agent echoing a different OID is answering garbage.
+            for asked, (_, value) in zip(chunk, binds, strict=True):
+                out[asked] = value
+        return out
+
+    async def walk(self, device: DeviceSpec, columns: Sequence[str],
+                   max_repetitions: int) -> dict[str, dict[str, RawValue]]:
+        """Walk several table columns at once; v2c/v3 with GETBULK, v1 with GETNEXT."""
+        assert device.auth is not None
+        tables: dict[str, dict[str, RawValue]] = {c: {} for c in columns}
+        prefixes = {c: _oid_tuple(c) for c in columns}
+        cursor = {c: prefixes[c] for c in columns}
+        active = list(columns)
+        while active:
+            asked = [".".join(map(str, cursor[c])) for c in active]
+            try:
+                if device.auth.version == 1:
+                    binds = await self._next(device, asked)
+                else:
+                    reps = max(1, min(max_repetitions, 60 // len(active)))
+                    binds = await self._bulk(device, asked, reps)
+            except _StatusError as exc:
+                if exc.status == "noSuchName":  # v1 end of MIB
+                    break
+                raise SnmpDeviceError("protocol", f"{device.host}: walk failed: {exc.status}") from None
+            finished: set[str] = set()
+            for i, (oid_t, raw) in enumerate(binds):
+                column = active[i % len(active)]
+                if column in finished:
+                    continue
+                prefix = prefixes[column]
+                if (oid_t[: len(prefix)] != prefix or oid_t <= cursor[column]
+                        or (isinstance(raw, Missing) and raw.reason == "endOfMibView")):
+                    finished.add(column)
+                    continue
+                tables[column][".".join(map(str, oid_t[len(prefix):]))] = raw
+                cursor[column] = oid_t
+            if not binds:
+                break
+            active = [c for c in active if c not in finished]
+        return tables
+
+
+class PysnmpClient(SnmpCollector):
+    """SNMP over pysnmp's high-level API (all versions; the v3 path), reusing engine and targets."""
 
     def __init__(self, max_in_flight: int = 64):
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
@@ -113,7 +204,7 @@ class PysnmpClient:
             self._targets[key] = target
         return target
 
-    async def _call(self, device: DeviceSpec, fn: Any, *args: Any) -> Sequence[Any]:
+    async def _call(self, device: DeviceSpec, fn: Any, *args: Any) -> VarBinds:
         from pysnmp.hlapi.v3arch.asyncio import ContextData
 
         assert device.auth is not None
@@ -130,83 +221,91 @@ class PysnmpClient:
         if err_status:
             raise _StatusError(str(err_status.prettyPrint() if hasattr(err_status, "prettyPrint")
                                    else err_status), int(err_index))
-        return list(var_binds)
+        return [(tuple(oid.asTuple()), to_raw(value)) for oid, value in var_binds]
 
-    async def get(self, device: DeviceSpec, oids: Sequence[str]) -> dict[str, RawValue]:
-        """GET the given OIDs, splitting on tooBig and isolating noSuchName (v1)."""
-        from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType, get_cmd
+    @staticmethod
+    def _binds(oids: Sequence[str]) -> list[Any]:
+        from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType
 
-        out: dict[str, RawValue] = {}
-        pending = [list(oids[i:i + MAX_GET_VARBINDS]) for i in range(0, len(oids), MAX_GET_VARBINDS)]
-        while pending:
-            chunk = pending.pop()
-            if not chunk:
-                continue
-            try:
-                binds = await self._call(
-                    device, get_cmd, *(ObjectType(ObjectIdentity(o)) for o in chunk)
-                )
-            except _StatusError as exc:
-                if exc.status == "tooBig" and len(chunk) > 1:
-                    half = len(chunk) // 2
-                    pending += [chunk[:half], chunk[half:]]
-                    continue
-                if exc.status == "noSuchName" and 0 < exc.index <= len(chunk):
-                    out[chunk[exc.index - 1]] = Missing("noSuchName")
-                    pending.append(chunk[: exc.index - 1] + chunk[exc.index:])
-                    continue
-                raise SnmpDeviceError("protocol", f"{device.host}: GET failed: {exc.status}") from None
-            for oid, value in binds:
-                out[str(oid)] = to_raw(value)
-        return out
+        return [ObjectType(ObjectIdentity(o)) for o in oids]
 
-    async def walk(self, device: DeviceSpec, columns: Sequence[str],
-                   max_repetitions: int) -> dict[str, dict[str, RawValue]]:
-        """Walk several table columns at once; v2c/v3 with GETBULK, v1 with GETNEXT."""
-        from pysnmp.hlapi.v3arch.asyncio import ObjectIdentity, ObjectType, bulk_cmd, next_cmd
+    async def _get(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
+        from pysnmp.hlapi.v3arch.asyncio import get_cmd
 
-        assert device.auth is not None
-        tables: dict[str, dict[str, RawValue]] = {c: {} for c in columns}
-        prefixes = {c: _oid_tuple(c) for c in columns}
-        cursor = {c: prefixes[c] for c in columns}
-        active = list(columns)
-        while active:
-            binds_in = [ObjectType(ObjectIdentity(".".join(map(str, cursor[c])))) for c in active]
-            try:
-                if device.auth.version == 1:
-                    binds = await self._call(device, next_cmd, *binds_in)
-                else:
-                    reps = max(1, min(max_repetitions, 60 // len(active)))
-                    binds = await self._call(device, bulk_cmd, 0, reps, *binds_in)
-            except _StatusError as exc:
-                if exc.status == "noSuchName":  # v1 end of MIB
-                    break
-                raise SnmpDeviceError("protocol", f"{device.host}: walk failed: {exc.status}") from None
-            finished: set[str] = set()
-            for i, (oid, value) in enumerate(binds):
-                column = active[i % len(active)]
-                if column in finished:
-                    continue
-                oid_t = tuple(oid.asTuple())
-                prefix = prefixes[column]
-                raw = to_raw(value)
-                if (oid_t[: len(prefix)] != prefix or oid_t <= cursor[column]
-                        or (isinstance(raw, Missing) and raw.reason == "endOfMibView")):
-                    finished.add(column)
-                    continue
-                tables[column][".".join(map(str, oid_t[len(prefix):]))] = raw
-                cursor[column] = oid_t
-            if not binds:
-                break
-            active = [c for c in active if c not in finished]
-        return tables
+        return await self._call(device, get_cmd, *self._binds(oids))
+
+    async def _next(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
+        from pysnmp.hlapi.v3arch.asyncio import next_cmd
+
+        return await self._call(device, next_cmd, *self._binds(oids))
+
+    async def _bulk(self, device: DeviceSpec, oids: Sequence[str], reps: int) -> VarBinds:
+        from pysnmp.hlapi.v3arch.asyncio import bulk_cmd
+
+        return await self._call(device, bulk_cmd, 0, reps, *self._binds(oids))
 
 
-class _StatusError(Exception):
-    def __init__(self, status: str, index: int):
-        super().__init__(status)
-        self.status = status
-        self.index = index
+class FastClient(SnmpCollector):
+    """SNMPv1/v2c over dcim's own BER codec (snmpwire): the fast path, one shared socket."""
+
+    def __init__(self, max_in_flight: int = 64):
+        from dcim.drivers.snmpfast import SnmpClient
+
+        self._client = SnmpClient()
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._client.close()
+
+    async def _call(self, device: DeviceSpec, method: str, oids: Sequence[str],
+                    *extra: int) -> VarBinds:
+        from dcim.drivers.snmpfast import SnmpError, SnmpErrorStatus, SnmpTimeout
+
+        auth = device.auth
+        assert auth is not None
+        call = getattr(self._client, method)
+        try:
+            async with self._slots:
+                binds = await call(device.host, device.port, auth.community, auth.version - 1,
+                                   oids, *extra, timeout=device.timeout, retries=device.retries)
+        except SnmpTimeout:
+            raise SnmpDeviceError("timeout", f"{device.host}:{device.port}: no SNMP response "
+                                  f"within {device.timeout:g}s x {device.retries + 1}") from None
+        except SnmpErrorStatus as exc:
+            raise _StatusError(exc.name, exc.index) from None
+        except (SnmpError, OSError) as exc:
+            raise SnmpDeviceError("protocol", f"{device.host}:{device.port}: {exc}") from None
+        return [(oid, _wire_raw(value)) for oid, value in binds]
+
+    async def _get(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
+        return await self._call(device, "get", oids)
+
+    async def _next(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
+        return await self._call(device, "get_next", oids)
+
+    async def _bulk(self, device: DeviceSpec, oids: Sequence[str], reps: int) -> VarBinds:
+        return await self._call(device, "get_bulk", oids, 0, reps)
+
+
+_WIRE_MISSING = {0x80: Missing("noSuchObject"), 0x81: Missing("noSuchInstance"),
+                 0x82: Missing("endOfMibView")}
+
+
+def _wire_raw(value: object) -> RawValue:
+    """Convert an snmpwire value into a plain Python value or Missing."""
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, tuple):
+        return ".".join(map(str, value))
+    if value is None:
+        return Missing("null")
+    code = getattr(value, "value", None)
+    if code in _WIRE_MISSING:
+        return _WIRE_MISSING[code]
+    return str(value)
 
 
 _AUTH = {
@@ -238,7 +337,7 @@ def _make_auth(auth: SnmpAuth) -> Any:
     return UsmUserData(auth.user, **kwargs)
 
 
-async def fetch(client: PysnmpClient, device: DeviceSpec, plan: SnmpPlan,
+async def fetch(client: SnmpCollector, device: DeviceSpec, plan: SnmpPlan,
                 max_repetitions: int, data: SnmpData | None = None) -> SnmpData:
     """Fetch a plan's scalars and columns into (a copy of) SnmpData."""
     data = data or SnmpData()
