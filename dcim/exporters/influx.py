@@ -154,16 +154,24 @@ class InfluxSink:
         """Spool everything, send what can be sent within timeout, keep the rest on disk."""
         deadline = time.monotonic() + timeout
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        self._wake.set()
+        spool_task, send_task = self._tasks if self._tasks else (None, None)
+        if send_task is not None:
+            # Let a request in flight finish and record its answer, else it would go out twice.
+            done, _ = await asyncio.wait({send_task}, timeout=max(deadline - time.monotonic(), 0.1))
+            if not done:
+                send_task.cancel()
+        for task in (spool_task, send_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         self._tasks = []
         await self._flush_pending()
         with contextlib.suppress(TimeoutError, Exception):
-            remaining = max(deadline - time.monotonic(), 0.1)
-            await asyncio.wait_for(self._drain_once(), remaining)
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                await asyncio.wait_for(self._drain_once(), remaining)
         if self._session is not None:
             await self._session.close()
         if self._outbox is not None:
@@ -275,14 +283,12 @@ class InfluxSink:
     async def _send_loop(self) -> None:
         backoff = 1.0
         last_send = time.monotonic()
-        while True:
+        while not self._stopping:
             queued = self._outbox.stats().points if self._outbox is not None else 0
             due = time.monotonic() - last_send >= self.config.flush_interval
             if queued == 0 or (queued < self.config.batch_size and not due):
-                self._wake.clear()
                 wait = max(self.config.flush_interval - (time.monotonic() - last_send), 0.05)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                await self._pause(wait)
                 continue
             last_send = time.monotonic()
             verdict = await self._send_next()
@@ -290,11 +296,30 @@ class InfluxSink:
                 backoff = 1.0
                 continue
             if verdict.action == "auth":
-                await asyncio.sleep(AUTH_RETRY_S)
+                await self._pause(AUTH_RETRY_S, wake=False)
                 continue
-            delay = verdict.delay if verdict.delay is not None else backoff
-            backoff = min(backoff * 2, self.config.max_backoff)
-            await asyncio.sleep(delay * random.uniform(1.0, 1.2) if verdict.delay is None else delay)
+            if verdict.delay is not None:
+                delay = verdict.delay
+            else:
+                delay = backoff * random.uniform(1.0, 1.2)
+                backoff = min(backoff * 2, self.config.max_backoff)
+            await self._pause(delay, wake=False)
+
+    async def _pause(self, seconds: float, wake: bool = True) -> None:
+        """Sleep; new points (if wake) or stop() end it early."""
+        self._wake.clear()
+        if self._stopping:
+            return
+        if not wake:
+            # Only stop() may cut a back-off short; new points must not hammer a failing server.
+            deadline = time.monotonic() + seconds
+            while not self._stopping and time.monotonic() < deadline:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), deadline - time.monotonic())
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _send_next(self) -> Verdict | None:
         """Send the oldest batch; None when it was acknowledged (or dropped for good)."""
