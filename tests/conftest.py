@@ -1,0 +1,272 @@
+"""Fixtures that run real servers (see servers.py) on free loopback ports.
+
+Factories (`*_factory`) are function-scoped: every call starts a fresh server in its own tmp
+directory, and everything a test started is stopped (SIGTERM, then SIGKILL) and reaped at its
+teardown, pass or fail. When a test fails, the log tails of its servers are attached to the
+report. Session-scoped servers (`*_session`) are shared: use unique topics / metric names there,
+and never stop them.
+
+A missing binary makes the test error with the Debian package to install; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from servers import (
+    AlertmanagerServer,
+    ManagedServer,
+    MosquittoServer,
+    PrometheusServer,
+    SnmpdServer,
+    SnmpsimServer,
+    SnmpV3User,
+    VictoriaMetricsServer,
+    WebhookReceiver,
+    promtool_binary,
+    write_snmprec,
+)
+
+S = TypeVar("S", bound=ManagedServer)
+
+_SERVERS_KEY = pytest.StashKey[list[ManagedServer]]()
+
+
+class ServerRegistry:
+    """Starts servers for one scope and stops them all at its end."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.tmp_path_factory = tmp_path_factory
+        self.servers: list[ManagedServer] = []
+
+    def workdir(self, name: str) -> Path:
+        """A fresh directory for one server."""
+        return self.tmp_path_factory.mktemp(name)
+
+    def add(self, server: S, start: bool = True) -> S:
+        """Track `server` (and start it unless start=False)."""
+        self.servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    def stop_all(self) -> None:
+        """Stop in reverse start order, so consumers go before what they depend on."""
+        errors = []
+        for server in reversed(self.servers):
+            try:
+                server.stop()
+            except Exception as exc:  # keep stopping the rest
+                errors.append(f"{server!r}: {exc!r}")
+        if errors:
+            raise RuntimeError("could not stop: " + "; ".join(errors))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the log tails of a failed test's servers to its report."""
+    report = yield
+    servers = item.stash.get(_SERVERS_KEY, [])
+    if report.failed and servers:
+        for server in servers:
+            report.sections.append(
+                (f"{server.name} log ({server.log_path})", server.log_tail(60))
+            )
+    return report
+
+
+@pytest.fixture
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Generator[ServerRegistry, None, None]:
+    """Per-test registry of started servers; all are stopped at teardown."""
+    registry = ServerRegistry(tmp_path_factory)
+    request.node.stash[_SERVERS_KEY] = registry.servers
+    yield registry
+    registry.stop_all()
+
+
+@pytest.fixture(scope="session")
+def session_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Generator[ServerRegistry, None, None]:
+    """Registry for servers shared by the whole session."""
+    registry = ServerRegistry(tmp_path_factory)
+    yield registry
+    registry.stop_all()
+
+
+# --- SNMP -------------------------------------------------------------------------------------
+
+SNMP_V3_USER = SnmpV3User()
+
+
+@pytest.fixture
+def snmpd_factory(servers: ServerRegistry) -> Callable[..., SnmpdServer]:
+    """make(communities=("public",), v3_users=(), overrides=(), values=None,
+    extra_config=(), extra_args=(), start=True) -> SnmpdServer (see SnmpdServer's docstring)."""
+
+    def make(*, start: bool = True, **kwargs: Any) -> SnmpdServer:
+        return servers.add(SnmpdServer(servers.workdir("snmpd"), **kwargs), start)
+
+    return make
+
+
+@pytest.fixture
+def snmpd(snmpd_factory: Callable[..., SnmpdServer]) -> SnmpdServer:
+    """snmpd with v2c community 'public' and the v3 authPriv user SNMP_V3_USER."""
+    return snmpd_factory(v3_users=[SNMP_V3_USER])
+
+
+@pytest.fixture
+def snmpsim_factory(servers: ServerRegistry) -> Callable[..., SnmpsimServer]:
+    """make(data_dir=None, records=None, extra_args=(), start=True) -> SnmpsimServer.
+
+    `data_dir`: a directory of .snmprec files (community = file stem), served read-only.
+    `records`: {community: snmprec text or [(oid, tag, value), ...]} written to a tmp data dir.
+    """
+
+    def make(
+        data_dir: Path | None = None,
+        *,
+        records: Mapping[str, str | Iterable[tuple[str, int | str, Any]]] | None = None,
+        extra_args: Sequence[str] = (),
+        start: bool = True,
+    ) -> SnmpsimServer:
+        workdir = servers.workdir("snmpsim")
+        if records:
+            data_dir = workdir / "data"
+            for community, recs in records.items():
+                write_snmprec(data_dir, community, recs)
+        if data_dir is None:
+            raise ValueError("snmpsim_factory needs data_dir or records")
+        return servers.add(SnmpsimServer(workdir, data_dir, extra_args=extra_args), start)
+
+    return make
+
+
+# --- MQTT -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mosquitto_factory(servers: ServerRegistry) -> Callable[..., MosquittoServer]:
+    """make(users=None, allow_anonymous=None, extra_config=(), start=True) -> MosquittoServer.
+
+    With `users` ({name: password}) anonymous access is off unless allow_anonymous=True.
+    """
+
+    def make(*, start: bool = True, **kwargs: Any) -> MosquittoServer:
+        return servers.add(MosquittoServer(servers.workdir("mosquitto"), **kwargs), start)
+
+    return make
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., MosquittoServer]) -> MosquittoServer:
+    """An anonymous broker of this test's own (safe to stop/start)."""
+    return mosquitto_factory()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_session(session_servers: ServerRegistry) -> MosquittoServer:
+    """A broker shared by the session: use unique topics, never stop it."""
+    return session_servers.add(MosquittoServer(session_servers.workdir("mosquitto")))
+
+
+# --- Prometheus / Alertmanager ----------------------------------------------------------------
+
+
+@pytest.fixture
+def prometheus_factory(servers: ServerRegistry) -> Callable[..., PrometheusServer]:
+    """make(targets=(), job="dcim", metrics_path="/metrics", scrape_interval="1s",
+    evaluation_interval="1s", scrape_configs=(), rules=None, rule_files=(), alertmanagers=(),
+    extra_args=(), start=True) -> PrometheusServer.
+
+    `targets` are host:port strings; `rules` is {filename: rules YAML text};
+    `alertmanagers` are host:port (or http://host:port) strings.
+    """
+
+    def make(*, start: bool = True, **kwargs: Any) -> PrometheusServer:
+        return servers.add(PrometheusServer(servers.workdir("prometheus"), **kwargs), start)
+
+    return make
+
+
+@pytest.fixture
+def alertmanager_factory(servers: ServerRegistry) -> Callable[..., AlertmanagerServer]:
+    """make(config=None, extra_args=(), start=True) -> AlertmanagerServer.
+
+    `config` is alertmanager.yml text; servers.alertmanager_config(webhook_url) builds one.
+    """
+
+    def make(
+        config: str | None = None, *, start: bool = True, **kwargs: Any
+    ) -> AlertmanagerServer:
+        workdir = servers.workdir("alertmanager")
+        return servers.add(AlertmanagerServer(workdir, config, **kwargs), start)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of the promtool binary."""
+    return promtool_binary()
+
+
+# --- VictoriaMetrics --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def victoria_metrics_factory(servers: ServerRegistry) -> Callable[..., VictoriaMetricsServer]:
+    """make(retention_period="100y", extra_args=(), start=True) -> VictoriaMetricsServer."""
+
+    def make(*, start: bool = True, **kwargs: Any) -> VictoriaMetricsServer:
+        workdir = servers.workdir("victoria-metrics")
+        return servers.add(VictoriaMetricsServer(workdir, **kwargs), start)
+
+    return make
+
+
+@pytest.fixture
+def victoria_metrics(
+    victoria_metrics_factory: Callable[..., VictoriaMetricsServer],
+) -> VictoriaMetricsServer:
+    """A VictoriaMetrics of this test's own (safe to stop/start)."""
+    return victoria_metrics_factory()
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics_session(session_servers: ServerRegistry) -> VictoriaMetricsServer:
+    """A VictoriaMetrics shared by the session: use unique metric names, never stop it."""
+    workdir = session_servers.workdir("victoria-metrics")
+    return session_servers.add(VictoriaMetricsServer(workdir))
+
+
+# --- webhook ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook_factory() -> Generator[Callable[..., WebhookReceiver], None, None]:
+    """make(status=200, get_body=b"") -> WebhookReceiver; all are closed at teardown."""
+    made: list[WebhookReceiver] = []
+
+    def make(status: int = 200, get_body: bytes = b"") -> WebhookReceiver:
+        receiver = WebhookReceiver(status=status, get_body=get_body)
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.fixture
+def webhook(webhook_factory: Callable[..., WebhookReceiver]) -> WebhookReceiver:
+    """An HTTP receiver recording POST bodies (Alertmanager webhook target)."""
+    return webhook_factory()
