@@ -1,0 +1,271 @@
+"""MQTT sink (aiomqtt): dcim's plain layout and/or the DSX BMS event bus layout.
+
+publish() never blocks: retained state is coalesced per topic (only the latest value of a topic
+is worth sending, so that queue is bounded by the number of topics), events go to a bounded
+queue whose oldest entries are dropped and counted when the broker is away for long. A
+background task keeps one connection (TLS, username/password, a fixed client id and a
+persistent session), reconnects with backoff and sends events first; an event leaves the queue
+only once the broker acknowledged it (QoS 1 PUBACK), so a broker restart loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import aiomqtt
+from prometheus_client.metrics_core import Metric
+
+from dcim.config import MqttExporter
+from dcim.exporters.dsx import dsx_points
+from dcim.exporters.mqtt_layout import EventTracker, Message, state_messages
+from dcim.exporters.prometheus_metrics import Published, counter, gauge
+from dcim.site import Site
+
+log = logging.getLogger("dcim.mqtt")
+
+PUBLISH_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 60.0
+# CONNACK codes that mean "your credentials": 3.1.1 (4, 5) and 5.0 (134, 135).
+AUTH_CODES = {4, 5, 134, 135}
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """Compact JSON (NaN is never produced: withheld values are null)."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def make_client(config: MqttExporter, client_id: str) -> aiomqtt.Client:
+    """An aiomqtt client for the configured broker (TLS and credentials included)."""
+    tls_params = None
+    if config.tls:
+        tls_params = aiomqtt.TLSParameters(
+            ca_certs=str(config.ca_file) if config.ca_file else None,
+            certfile=str(config.cert_file) if config.cert_file else None,
+            keyfile=str(config.key_file) if config.key_file else None,
+            cert_reqs=ssl.CERT_NONE if config.tls_insecure else ssl.CERT_REQUIRED,
+        )
+    return aiomqtt.Client(
+        config.host, config.port, identifier=client_id, username=config.username,
+        password=config.secret_password(), keepalive=int(config.keepalive),
+        clean_session=not config.persistent_session, tls_params=tls_params,
+        tls_insecure=config.tls_insecure if config.tls else None, timeout=PUBLISH_TIMEOUT_S,
+    )
+
+
+def default_client_id(site: Site, role: str = "") -> str:
+    """A stable client id (a persistent session needs one): dcim-<site>-<host>[-role]."""
+    base = f"dcim-{site.name}-{socket.gethostname()}"
+    return f"{base}-{role}" if role else base
+
+
+def auth_refused(exc: aiomqtt.MqttError) -> bool:
+    """The broker refused our username/password (or we are not authorised)."""
+    rc = getattr(exc, "rc", None)
+    value = getattr(rc, "value", rc)
+    return isinstance(value, int) and value in AUTH_CODES
+
+
+class MqttSink:
+    """The MQTT sink (see the module docstring)."""
+
+    name = "mqtt"
+
+    def __init__(self, config: MqttExporter, site: Site):
+        self.config = config
+        self.site = site
+        self.prefix = config.topic_prefix.rstrip("/")
+        self.client_id = config.client_id or default_client_id(site)
+        self._tracker = EventTracker()
+        self._state: dict[str, Message] = {}
+        self._dirty: dict[str, None] = {}  # insertion-ordered set of topics to (re)send
+        self._events: deque[Message] = deque()
+        self._dsx_last: dict[str, tuple[Any, int, float]] = {}  # topic -> (value, quality, sent)
+        self._meta_sent = 0.0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        # self-health, read by metrics() from the scrape thread
+        self.connected = False
+        self.auth_failed = False
+        self.published: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+        self.connect_errors: dict[str, int] = {}
+        self._logged: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the connection task (it connects in the background)."""
+        self._task = asyncio.create_task(self._run(), name="mqtt-sink")
+
+    async def stop(self, timeout: float) -> None:
+        """Send queued events (and state) within timeout, then disconnect."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        if not done:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        if self._events:
+            log.warning("mqtt: %d events could not be delivered before shutdown", len(self._events))
+
+    # -- publish (never blocks) ------------------------------------------------------------
+
+    def publish(self, published: Published) -> None:
+        """Queue what this snapshot changes; the background task sends it."""
+        now = time.time()
+        if self.config.plain:
+            for message in state_messages(published, self.prefix):
+                self._set_state(message)
+            for event in self._tracker.events(published, self.prefix):
+                self._queue_event(event)
+        if self.config.dsx:
+            self._dsx(published, now)
+        self._wake.set()
+
+    def _set_state(self, message: Message) -> None:
+        self._state[message.topic] = message
+        self._dirty[message.topic] = None
+
+    def _queue_event(self, event: Message) -> None:
+        if len(self._events) >= self.config.max_queue:
+            self._events.popleft()
+            self.dropped["queue_full"] = self.dropped.get("queue_full", 0) + 1
+        self._events.append(event)
+
+    def _dsx(self, published: Published, now: float) -> None:
+        republish = self.config.dsx_republish
+        meta_due = now - self._meta_sent >= republish
+        if meta_due:
+            self._meta_sent = now
+        for point in dsx_points(published, self.config.dsx_tag_prefix):
+            if meta_due or point.metadata_topic not in self._state:
+                self._set_state(Message(point.metadata_topic, dict(point.metadata), True, 1))
+            payload = point.value_payload()
+            last = self._dsx_last.get(point.value_topic)
+            # The bus convention: publish on change, and every 100 s when unchanged.
+            if last is None or (last[0], last[1]) != (payload["value"], payload["quality"]) \
+                    or now - last[2] >= republish:
+                self._dsx_last[point.value_topic] = (payload["value"], payload["quality"], now)
+                self._set_state(Message(point.value_topic, payload, True, 1))
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        while not self._stopping:
+            try:
+                async with make_client(self.config, self.client_id) as client:
+                    self._on_connected()
+                    backoff = 1.0
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                self._on_connect_error(exc)
+            except (OSError, ssl.SSLError) as exc:
+                self._on_connect_error(aiomqtt.MqttError(str(exc)))
+            self.connected = False
+            if self._stopping:
+                return
+            await self._sleep(backoff * random.uniform(1.0, 1.3))
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _on_connected(self) -> None:
+        if self._logged & {"connect", "auth"}:
+            log.warning("mqtt: connected to %s:%d again", self.config.host, self.config.port)
+        self._logged -= {"connect", "auth"}
+        self.connected = True
+        self.auth_failed = False
+        # The broker may have lost retained state (or never had it): send it all again.
+        for topic in self._state:
+            self._dirty[topic] = None
+
+    def _on_connect_error(self, exc: aiomqtt.MqttError) -> None:
+        if auth_refused(exc):
+            self.auth_failed = True
+            self.connect_errors["auth"] = self.connect_errors.get("auth", 0) + 1
+            self._once("auth", f"mqtt: broker {self.config.host}:{self.config.port} refused "
+                               f"the credentials ({exc}); events are queued meanwhile")
+        else:
+            self.connect_errors["network"] = self.connect_errors.get("network", 0) + 1
+            self._once("connect", f"mqtt: lost or no connection to {self.config.host}:"
+                                  f"{self.config.port} ({exc}); retrying with backoff")
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Send until stopped; a broken connection raises MqttError out of here."""
+        while True:
+            await self._flush(client)
+            if self._stopping:
+                return
+            self._wake.clear()
+            if self._events or self._dirty:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        # Events first: they are what someone may be paged for.
+        while self._events:
+            event = self._events[0]
+            await client.publish(event.topic, encode(event.payload), qos=event.qos,
+                                 retain=event.retain, timeout=PUBLISH_TIMEOUT_S)
+            self._events.popleft()
+            self._count("event")
+        while self._dirty:
+            topic = next(iter(self._dirty))
+            message = self._state[topic]
+            await client.publish(topic, encode(message.payload), qos=message.qos,
+                                 retain=message.retain, timeout=PUBLISH_TIMEOUT_S)
+            # Only forget the topic if it was not updated while we were sending it.
+            if self._state.get(topic) is message:
+                self._dirty.pop(topic, None)
+            self._count("dsx" if topic.startswith("BMS/") else "state")
+
+    async def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), deadline - time.monotonic())
+
+    # -- self-health -----------------------------------------------------------------------
+
+    def _count(self, kind: str) -> None:
+        self.published[kind] = self.published.get(kind, 0) + 1
+
+    def _once(self, key: str, message: str) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.error("%s", message)
+
+    def metrics(self) -> Iterable[Metric]:
+        """dcim_mqtt_* self-health series."""
+        yield gauge("dcim_mqtt_connected", "1 while connected to the MQTT broker",
+                    1.0 if self.connected else 0.0)
+        yield gauge("dcim_mqtt_auth_failed", "1 while the broker refuses dcim's credentials",
+                    1.0 if self.auth_failed else 0.0)
+        yield gauge("dcim_mqtt_events_queued", "Events waiting for the broker",
+                    float(len(self._events)))
+        yield gauge("dcim_mqtt_state_pending", "Retained state topics waiting to be sent",
+                    float(len(self._dirty)))
+        yield counter("dcim_mqtt_messages_published", "Messages the broker accepted, by kind",
+                      {(k,): float(v) for k, v in sorted(self.published.items())}, ["kind"])
+        drops: dict[tuple[str, ...], float] = {("queue_full",): 0.0}
+        drops.update({(k,): float(v) for k, v in self.dropped.items()})
+        yield counter("dcim_mqtt_messages_dropped",
+                      "Events dropped because the queue was full while the broker was away",
+                      drops, ["reason"])
+        yield counter("dcim_mqtt_connect_errors", "Failed or lost connections, by kind",
+                      {(k,): float(v) for k, v in sorted(self.connect_errors.items())}, ["kind"])
