@@ -1,0 +1,225 @@
+"""A BMS on the MQTT bus as a source of readings (DSX Exchange value payloads).
+
+Each configured topic (exporters.mqtt.bms.points) feeds one canonical point of a site device
+that dcim does not poll itself (a leak sensor, a CDU read by the BMS). A payload is the DSX value
+envelope {"value": number|null, "timestamp": epoch ms, "quality": int}; value null, quality
+other than 1, a malformed payload or a physically impossible value is an invalid reading of that
+point (counted, never used). Each message yields a PollResult for its device holding the latest
+valid value of every mapped point, stamped with the oldest of their own timestamps, so the
+device turns stale after its max_age like any polled device (give BMS-fed devices an interval
+of 2 minutes or more: the bus republishes unchanged values only every 100 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import aiomqtt
+from prometheus_client.metrics_core import Metric
+
+from dcim.config import BmsPoint, MqttExporter
+from dcim.errors import ConfigError
+from dcim.exporters.mqtt import auth_refused, default_client_id, make_client
+from dcim.exporters.prometheus_metrics import counter, gauge
+from dcim.points import POINTS, check_range
+from dcim.readings import PointValue, PollResult
+from dcim.site import DeviceSpec, Site
+
+log = logging.getLogger("dcim.bms")
+
+MAX_BACKOFF_S = 60.0
+# A BMS clock ahead of ours must not make a reading look fresher than it is.
+MAX_FUTURE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The latest message of one point: its value (None when invalid) and why not."""
+
+    value: float | None
+    time: float
+    problem: str | None
+
+
+def parse_value(payload: bytes) -> tuple[float | None, float | None, str | None]:
+    """(value, timestamp in s, problem) from a DSX value payload."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, None, "payload is not JSON"
+    if not isinstance(data, dict):
+        return None, None, "payload is not a JSON object"
+    stamp = data.get("timestamp")
+    if isinstance(stamp, bool) or not isinstance(stamp, int):
+        return None, None, "timestamp missing or not epoch milliseconds"
+    seconds = stamp / 1000.0
+    quality = data.get("quality")
+    value = data.get("value")
+    if isinstance(quality, bool) or not isinstance(quality, int):
+        return None, seconds, "quality missing or not an integer"
+    if value is None:
+        return None, seconds, "value is null (BMS has no valid reading)"
+    if quality != 1:
+        return None, seconds, f"quality {quality} (not good)"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, seconds, "value is not a number"
+    return float(value), seconds, None
+
+
+def check_mapping(points: tuple[BmsPoint, ...], site: Site) -> list[str]:
+    """Config errors of the BMS point mapping (unknown device, point not of its kind)."""
+    errors = []
+    seen: set[str] = set()
+    for i, p in enumerate(points):
+        where = f"exporters.mqtt.bms.points[{i}]"
+        if p.topic in seen:
+            errors.append(f"{where}.topic: '{p.topic}' is mapped twice")
+        seen.add(p.topic)
+        device = site.devices.get(p.device)
+        if device is None:
+            errors.append(f"{where}.device: unknown device '{p.device}'")
+            continue
+        spec = POINTS.get(p.point)
+        if spec is None:
+            errors.append(f"{where}.point: unknown point '{p.point}'")
+        elif device.kind not in spec.kinds:
+            errors.append(f"{where}.point: a {device.kind} has no point '{p.point}'")
+    return errors
+
+
+class BmsSource:
+    """Subscribes to the mapped topics and turns messages into PollResults."""
+
+    name = "bms"
+
+    def __init__(self, config: MqttExporter, site: Site,
+                 on_result: Callable[[DeviceSpec, PollResult], None],
+                 clock: Callable[[], float] = time.time):
+        assert config.bms is not None
+        errors = check_mapping(config.bms.points, site)
+        if errors:
+            raise ConfigError(errors)
+        self.config = config
+        self.site = site
+        self.on_result = on_result
+        self.clock = clock
+        self.client_id = (f"{config.client_id}-bms" if config.client_id
+                          else default_client_id(site, "bms"))
+        self.by_topic = {p.topic: p for p in config.bms.points}
+        self._latest: dict[str, dict[str, Reading]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # self-health
+        self.connected = False
+        self.auth_failed = False
+        self.received = 0
+        self.invalid: dict[tuple[str, str], int] = {}
+        self.last_message: float | None = None
+        self._logged: set[str] = set()
+
+    async def start(self) -> None:
+        """Connect and subscribe in the background."""
+        self._task = asyncio.create_task(self._run(), name="bms-source")
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Unsubscribe and disconnect."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, timeout)
+
+    async def _run(self) -> None:
+        backoff = 1.0
+        while not self._stopping:
+            try:
+                async with make_client(self.config, self.client_id) as client:
+                    for topic in self.by_topic:
+                        await client.subscribe(topic, qos=1)
+                    self.connected, self.auth_failed = True, False
+                    if self._logged:
+                        log.warning("bms: subscribed to %s:%d again", self.config.host,
+                                    self.config.port)
+                    self._logged.clear()
+                    backoff = 1.0
+                    async for message in client.messages:
+                        payload = message.payload
+                        if isinstance(payload, bytes | bytearray):
+                            self.handle(str(message.topic), bytes(payload))
+            except aiomqtt.MqttError as exc:
+                self.connected = False
+                if auth_refused(exc):
+                    self.auth_failed = True
+                    self._once("auth", f"bms: broker refused the credentials ({exc})")
+                else:
+                    self._once("connect", f"bms: no connection to the broker ({exc}); retrying")
+            await asyncio.sleep(backoff * random.uniform(1.0, 1.3))
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def handle(self, topic: str, payload: bytes) -> PollResult | None:
+        """One message: update the point, emit the device's PollResult (None if not mapped)."""
+        mapping = self.by_topic.get(topic)
+        if mapping is None:
+            return None
+        now = self.clock()
+        self.received += 1
+        self.last_message = now
+        device = self.site.devices[mapping.device]
+        value, stamp, problem = parse_value(payload)
+        stamp = min(stamp if stamp is not None else now, now + MAX_FUTURE_S)
+        if value is not None:
+            value *= mapping.scale
+            problem = check_range(POINTS[mapping.point], value, device.rack_cap_w)
+            if problem is not None:
+                value = None
+        if problem is not None:
+            key = (device.id, mapping.point)
+            self.invalid[key] = self.invalid.get(key, 0) + 1
+        points = self._latest.setdefault(device.id, {})
+        points[mapping.point] = Reading(value, stamp, problem)
+        result = self._result(device, now)
+        self.on_result(device, result)
+        return result
+
+    def _result(self, device: DeviceSpec, now: float) -> PollResult:
+        values: dict[str, PointValue] = {}
+        errors: dict[str, str] = {}
+        stamps: list[float] = []
+        for point, reading in self._latest[device.id].items():
+            if reading.value is None:
+                errors[point] = reading.problem or "invalid"
+            elif now - reading.time <= device.max_age:
+                values[point] = reading.value
+                stamps.append(reading.time)
+            else:
+                errors[point] = "stale: the BMS has not sent it within max_age"
+        newest = max(r.time for r in self._latest[device.id].values())
+        return PollResult(device=device.id, time=min(stamps) if stamps else newest, duration=0.0,
+                          values=values, errors=errors)
+
+    def _once(self, key: str, message: str) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.error("%s", message)
+
+    def metrics(self) -> Iterable[Metric]:
+        """dcim_bms_* self-health series."""
+        yield gauge("dcim_bms_connected", "1 while subscribed to the BMS broker",
+                    1.0 if self.connected else 0.0)
+        yield gauge("dcim_bms_auth_failed", "1 while the BMS broker refuses dcim's credentials",
+                    1.0 if self.auth_failed else 0.0)
+        yield counter("dcim_bms_messages_received", "BMS value messages received on mapped topics",
+                      {(): float(self.received)}, [])
+        yield counter("dcim_bms_invalid_readings",
+                      "BMS readings not used (null, quality != 1, malformed, out of range)",
+                      {k: float(v) for k, v in sorted(self.invalid.items())}, ["device", "point"])
+        if self.last_message is not None:
+            yield gauge("dcim_bms_last_message_timestamp_seconds",
+                        "When the last BMS message arrived", self.last_message)
