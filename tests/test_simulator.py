@@ -506,3 +506,17 @@ def test_hall_18mw_pue_matches_truth(tmp_path: Path) -> None:
         assert before["facility_w"] > 10e6  # an 18 MW-class hall
     finally:
         stop_and_check_ports(sim)
+
+
+def test_bench_2000_serves_two_thousand_devices_over_workers(tmp_path: Path) -> None:
+    sim = SimulatorProcess.start("bench-2000", tmp_path / "bench.yaml", extra=("--workers", "2"))
+    try:
+        site = load_site(sim.config)
+        assert len(site.devices) == 2000
+        sample = [next(d.id for d in site.devices.values() if d.kind == kind) for kind in Kind]
+        sample += ["r900-pdu-b", "cdu-150", "chiller-16"]  # the last units behind gateways
+        results = poll(site, *sample)
+        assert all(r.up and not r.errors for r in results.values()), results
+        assert site.devices["cdu-150"].port == site.devices["cdu-141"].port  # one gateway
+    finally:
+        stop_and_check_ports(sim)
