@@ -62,6 +62,11 @@ def make_client(config: MqttExporter, client_id: str) -> aiomqtt.Client:
     )
 
 
+async def _watch(client: aiomqtt.Client) -> None:
+    async for _ in client.messages:
+        pass  # nothing is subscribed; this only waits for the connection to end
+
+
 def default_client_id(site: Site, role: str = "") -> str:
     """A stable client id (a persistent session needs one): dcim-<site>-<host>[-role]."""
     base = f"dcim-{site.name}-{socket.gethostname()}"
@@ -205,15 +210,27 @@ class MqttSink:
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Send until stopped; a broken connection raises MqttError out of here."""
-        while True:
-            await self._flush(client)
-            if self._stopping:
-                return
-            self._wake.clear()
-            if self._events or self._dirty:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+        # The message iterator ends with MqttError when the connection drops: that is how an
+        # idle publisher notices (and reports) a lost broker before it has anything to send.
+        watch = asyncio.create_task(_watch(client))
+        try:
+            while True:
+                await self._flush(client)
+                if self._stopping:
+                    return
+                self._wake.clear()
+                if self._events or self._dirty:
+                    continue
+                wake = asyncio.create_task(self._wake.wait())
+                await asyncio.wait({wake, watch}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                wake.cancel()
+                if watch.done():
+                    watch.result()  # raises the MqttError of the lost connection
+                    raise aiomqtt.MqttError("connection closed")
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await watch
 
     async def _flush(self, client: aiomqtt.Client) -> None:
         # Events first: they are what someone may be paged for.
