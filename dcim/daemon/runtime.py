@@ -85,8 +85,11 @@ class Daemon:
     """The long-running service."""
 
     def __init__(self, config_path: Path, listen: str | None = None,
-                 shard: tuple[int, int] | None = None, notifier: Notifier | None = None):
+                 shard: tuple[int, int] | None = None, notifier: Notifier | None = None,
+                 state_dir: Path | None = None, signals: bool = True):
         self.config_path = config_path
+        self.state_dir = state_dir
+        self.signals = signals
         self.listen = listen
         self.shard = shard
         self.notifier = notifier or Notifier()
@@ -133,7 +136,7 @@ class Daemon:
                 log.error("config: %s", line)
             return EXIT_CONFIG
         self.site = site
-        state_dir = site.config.state_dir or default_state_dir()
+        state_dir = self.state_dir or site.config.state_dir or default_state_dir()
         try:
             energy_store = EnergyStore(state_dir / "state.db")
             self.energy, self.totals = energy_store.load()
@@ -158,9 +161,10 @@ class Daemon:
             energy_store.close()
             return EXIT_CONFIG
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        if self.signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         self.poller = Poller(site.config.polling.max_in_flight)
         scheduler = Scheduler(self.poller, self._on_result, self.health)
         self.sinks = make_sinks(site, state_dir)
@@ -182,10 +186,19 @@ class Daemon:
             await self.poller.close()
             self.exporter.stop()
             energy_store.close()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+            if self.signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
         log.info("dcim stopped")
         return 0
+
+    def stop(self) -> None:
+        """Ask the daemon to drain and exit (what SIGTERM does)."""
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Ask the daemon to re-read its config (what SIGHUP does)."""
+        self._reload.set()
 
     async def _loop(self, scheduler: Scheduler, energy_store: EnergyStore) -> None:
         watchdog = self.notifier.watchdog_interval()

@@ -107,16 +107,21 @@ class Scheduler:
 
     async def _run(self, device: DeviceSpec) -> None:
         health = self._health.device(device.id)
-        # Spread devices over the interval so a site is not polled in one burst.
-        await self._sleep(self._random.uniform(0, device.interval))
+        # First poll within a second (a fresh start has data at once), then a random phase
+        # spreads the devices over the interval so the site is not polled in one burst.
+        await self._sleep(self._random.uniform(0, min(1.0, device.interval)))
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_at: float | None = None
         while True:
             result = await self._poller.poll(device, deadline=deadline_for(device))
             self._record(device, health, result)
             self._on_result(device, result)
-            next_at += next_delay(device, health.failures)
             now = loop.time()
+            if next_at is None:
+                next_at = now + self._random.uniform(0, device.interval)
+                await self._sleep(next_at - now)
+                continue
+            next_at += next_delay(device, health.failures)
             if now > next_at:
                 # The poll overran its slot: skip the missed slots instead of bursting.
                 health.overruns += 1

@@ -343,12 +343,11 @@ DEMO_PRESET = "hall-18mw"
 
 def run_demo(duration: float | None = None, once: bool = False, seed: int = 1,
              interval: float = 5.0, out: TextIO = sys.stdout) -> int:
-    """Start the hall-18mw simulator as a child, poll it through dcim and show it live."""
+    """Start the hall-18mw simulator as a child, run the daemon against it, show it live."""
     import shutil
     import tempfile
 
     from dcim.sim.child import SimulatorFailed, SimulatorProcess
-    from dcim.site import load_site
 
     workdir = Path(tempfile.mkdtemp(prefix="dcim-demo-"))
     config = workdir / f"{DEMO_PRESET}.yaml"
@@ -359,10 +358,7 @@ def run_demo(duration: float | None = None, once: bool = False, seed: int = 1,
         print(f"dcim demo: {exc}", file=sys.stderr)
         return 1
     try:
-        print(f"simulated {DEMO_PRESET} hall: control API {sim.control_url} (GET /truth), "
-              f"config {config}", file=out, flush=True)
-        site = load_site(config)
-        return asyncio.run(_demo(site, sim, duration, once, interval, out))
+        return asyncio.run(_demo(sim, config, workdir, duration, once, interval, out))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -370,54 +366,68 @@ def run_demo(duration: float | None = None, once: bool = False, seed: int = 1,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _demo(site: Any, sim: Any, duration: float | None, once: bool, interval: float,
-                out: TextIO) -> int:
+async def _demo(sim: Any, config: Path, workdir: Path, duration: float | None, once: bool,
+                interval: float, out: TextIO) -> int:
+    """Run the daemon (the real code path: scheduler, drivers, compute) and render its snapshots."""
     from rich.console import Console
     from rich.live import Live
 
+    from dcim.daemon.runtime import Daemon
     from dcim.demo import DemoInfo, plain, render
-    from dcim.sim.polling import PollingSource
 
     loop = asyncio.get_running_loop()
-    source = PollingSource(site)
+    daemon = Daemon(config, listen="127.0.0.1:0", state_dir=workdir, signals=False)
+    task = asyncio.create_task(daemon.run())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, daemon.stop)
     truth: dict[str, Any] | None = None
 
     def info() -> DemoInfo:
-        return DemoInfo(sim.control_url, str(sim.config), source.poll_seconds, truth)
+        snap = daemon.published.snapshot if daemon.published else None
+        durations = [d.poll_duration for d in snap.devices.values()
+                     if d.poll_duration is not None] if snap else []
+        return DemoInfo(sim.control_url, str(config), max(durations) if durations else None, truth)
 
     async def refresh_truth() -> None:
         nonlocal truth
         with contextlib.suppress(OSError, ValueError):
             truth = await loop.run_in_executor(None, sim.get, "/truth")
 
-    deadline = None if duration is None else time.monotonic() + duration
+    def complete() -> bool:
+        pub = daemon.published
+        return pub is not None and all(d.last_poll is not None for d in pub.snapshot.devices.values())
+
     try:
+        while daemon.exporter is None or daemon.exporter.port == 0:
+            if task.done():
+                return int(task.result())
+            await asyncio.sleep(0.05)
+        print(f"simulated {DEMO_PRESET} hall: control API {sim.control_url} (GET /truth), "
+              f"config {config}, dcim metrics http://127.0.0.1:{daemon.exporter.port}/metrics",
+              file=out, flush=True)
+        deadline = None if duration is None else time.monotonic() + duration
+        started = time.monotonic()
+        while not complete() and time.monotonic() - started < 30 and not task.done():
+            await asyncio.sleep(0.2)
         if once or not out.isatty():
-            while True:
-                snapshot = await source.poll()
+            while not task.done():
                 await refresh_truth()
-                print(plain(snapshot, info()), file=out, flush=True)
+                if daemon.published is not None:
+                    print(plain(daemon.published.snapshot, info()), file=out, flush=True)
                 if once or (deadline is not None and time.monotonic() + interval > deadline):
                     return 0
-                await asyncio.sleep(interval)
-        console = Console(file=out)
-        with Live(render(None, info()), console=console, refresh_per_second=2) as live:
-            async def poll_forever() -> None:
-                while True:
-                    started = time.monotonic()
-                    await source.poll()
-                    await refresh_truth()
-                    live.update(render(source.latest(), info()))
-                    await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
-
-            task = asyncio.create_task(poll_forever())
-            try:
-                while deadline is None or time.monotonic() < deadline:
-                    if task.done():
-                        task.result()  # surface a crash of the poll loop
-                    await asyncio.sleep(0.25)
-            finally:
-                task.cancel()
-        return 0
+                await asyncio.wait({task}, timeout=interval)
+            return int(task.result())
+        with Live(render(None, info()), console=Console(file=out), refresh_per_second=2) as live:
+            while not task.done() and (deadline is None or time.monotonic() < deadline):
+                await refresh_truth()
+                live.update(render(daemon.published.snapshot if daemon.published else None,
+                                   info()))
+                await asyncio.wait({task}, timeout=1.0)
+        return 0 if not task.done() else int(task.result())
     finally:
-        await source.close()
+        daemon.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
