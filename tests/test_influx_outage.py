@@ -22,7 +22,14 @@ from typing import Any
 
 import pytest
 import yaml
-from servers import ExportedSeries, VictoriaMetricsServer, free_port, http_request, wait_until
+from servers import (
+    ExportedSeries,
+    MosquittoServer,
+    VictoriaMetricsServer,
+    free_port,
+    http_request,
+    wait_until,
+)
 
 INTERVAL_S = 1.0
 MAX_GAP_MS = 3.5 * INTERVAL_S * 1000  # interval plus jitter and a slow poll
@@ -53,7 +60,8 @@ class Simulator:
 class Daemon:
     """`dcim run` on a copy of the simulator's config with InfluxDB pointed at VictoriaMetrics."""
 
-    def __init__(self, workdir: Path, sim: Simulator, vm: VictoriaMetricsServer):
+    def __init__(self, workdir: Path, sim: Simulator, vm: VictoriaMetricsServer,
+                 **exporters: Any):
         data: dict[str, Any] = yaml.safe_load(sim.config.read_text())
         self.port = free_port()
         data["polling"] = {"interval": f"{INTERVAL_S}s", "timeout": "400ms", "retries": 0,
@@ -63,6 +71,7 @@ class Daemon:
             "prometheus": {"listen": f"127.0.0.1:{self.port}"},
             "influxdb": {"url": vm.url, "org": "dcim", "bucket": "dcim", "token": "t",
                          "flush_interval": "1s", "max_backoff": "2s"},
+            **exporters,
         }
         self.config = workdir / "site.yaml"
         self.config.write_text(yaml.safe_dump(data))
@@ -205,3 +214,37 @@ def test_kill9_mid_outage_resends_only_unsent(daemon: Daemon,
         # what was spooled before kill -9 survived (only the last spool flush may be lost)
         assert before >= (killed_at - 2.0) * 1000, device
         assert after <= (restarted_at + 6.0) * 1000, device
+
+
+def test_bad_endpoints_never_stop_polling(tmp_path: Path, sim: Simulator,
+                                          victoria_metrics: VictoriaMetricsServer,
+                                          mosquitto_factory: Any) -> None:
+    """Unreachable InfluxDB, a broker refusing the password, an unusable spool path: dcim polls,
+    serves /metrics, exports each problem and logs it once."""
+    broker: MosquittoServer = mosquitto_factory(users={"dcim": "right"})
+    (tmp_path / "not-a-dir").write_text("x")
+    d = Daemon(tmp_path, sim, victoria_metrics,
+               influxdb={"url": f"http://127.0.0.1:{free_port()}", "org": "o", "bucket": "b",
+                         "token": "t", "flush_interval": "1s", "max_backoff": "2s",
+                         "spool": str(tmp_path / "not-a-dir" / "spool.db")},
+               mqtt={"host": broker.host, "port": broker.port, "username": "dcim",
+                     "password": "s3cret-xyz", "dsx": True})
+    try:
+        d.start()
+        time.sleep(8)
+        m = d.metrics()
+        assert d.devices_up() == 7
+        assert m["dcim_influx_up"] == 0.0 and m["dcim_influx_spool_failed"] == 1.0
+        assert m["dcim_influx_points_queued"] > 0
+        assert m["dcim_mqtt_auth_failed"] == 1.0
+        assert m["dcim_pue_ratio"] > 1.0
+        d.terminate()
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
+    log = (tmp_path / "dcim-1.log").read_text()
+    assert log.count("cannot reach influxdb") == 1
+    assert log.count("spool unavailable") == 1
+    assert log.count("refused the credentials") == 1
+    assert "s3cret-xyz" not in log
