@@ -30,6 +30,9 @@ from servers import (
     write_snmprec,
 )
 
+# test_servers.py runs an inner pytest session to prove teardown on failure.
+pytest_plugins = ["pytester"]
+
 S = TypeVar("S", bound=ManagedServer)
 
 _SERVERS_KEY = pytest.StashKey[list[ManagedServer]]()
@@ -81,7 +84,7 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture
-def servers(
+def server_registry(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Generator[ServerRegistry, None, None]:
     """Per-test registry of started servers; all are stopped at teardown."""
@@ -92,7 +95,7 @@ def servers(
 
 
 @pytest.fixture(scope="session")
-def session_servers(
+def session_server_registry(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Generator[ServerRegistry, None, None]:
     """Registry for servers shared by the whole session."""
@@ -107,12 +110,12 @@ SNMP_V3_USER = SnmpV3User()
 
 
 @pytest.fixture
-def snmpd_factory(servers: ServerRegistry) -> Callable[..., SnmpdServer]:
+def snmpd_factory(server_registry: ServerRegistry) -> Callable[..., SnmpdServer]:
     """make(communities=("public",), v3_users=(), overrides=(), values=None,
     extra_config=(), extra_args=(), start=True) -> SnmpdServer (see SnmpdServer's docstring)."""
 
     def make(*, start: bool = True, **kwargs: Any) -> SnmpdServer:
-        return servers.add(SnmpdServer(servers.workdir("snmpd"), **kwargs), start)
+        return server_registry.add(SnmpdServer(server_registry.workdir("snmpd"), **kwargs), start)
 
     return make
 
@@ -124,7 +127,7 @@ def snmpd(snmpd_factory: Callable[..., SnmpdServer]) -> SnmpdServer:
 
 
 @pytest.fixture
-def snmpsim_factory(servers: ServerRegistry) -> Callable[..., SnmpsimServer]:
+def snmpsim_factory(server_registry: ServerRegistry) -> Callable[..., SnmpsimServer]:
     """make(data_dir=None, records=None, extra_args=(), start=True) -> SnmpsimServer.
 
     `data_dir`: a directory of .snmprec files (community = file stem), served read-only.
@@ -138,14 +141,14 @@ def snmpsim_factory(servers: ServerRegistry) -> Callable[..., SnmpsimServer]:
         extra_args: Sequence[str] = (),
         start: bool = True,
     ) -> SnmpsimServer:
-        workdir = servers.workdir("snmpsim")
+        workdir = server_registry.workdir("snmpsim")
         if records:
             data_dir = workdir / "data"
             for community, recs in records.items():
                 write_snmprec(data_dir, community, recs)
         if data_dir is None:
             raise ValueError("snmpsim_factory needs data_dir or records")
-        return servers.add(SnmpsimServer(workdir, data_dir, extra_args=extra_args), start)
+        return server_registry.add(SnmpsimServer(workdir, data_dir, extra_args=extra_args), start)
 
     return make
 
@@ -154,14 +157,14 @@ def snmpsim_factory(servers: ServerRegistry) -> Callable[..., SnmpsimServer]:
 
 
 @pytest.fixture
-def mosquitto_factory(servers: ServerRegistry) -> Callable[..., MosquittoServer]:
+def mosquitto_factory(server_registry: ServerRegistry) -> Callable[..., MosquittoServer]:
     """make(users=None, allow_anonymous=None, extra_config=(), start=True) -> MosquittoServer.
 
     With `users` ({name: password}) anonymous access is off unless allow_anonymous=True.
     """
 
     def make(*, start: bool = True, **kwargs: Any) -> MosquittoServer:
-        return servers.add(MosquittoServer(servers.workdir("mosquitto"), **kwargs), start)
+        return server_registry.add(MosquittoServer(server_registry.workdir("mosquitto"), **kwargs), start)
 
     return make
 
@@ -173,16 +176,16 @@ def mosquitto(mosquitto_factory: Callable[..., MosquittoServer]) -> MosquittoSer
 
 
 @pytest.fixture(scope="session")
-def mosquitto_session(session_servers: ServerRegistry) -> MosquittoServer:
+def mosquitto_session(session_server_registry: ServerRegistry) -> MosquittoServer:
     """A broker shared by the session: use unique topics, never stop it."""
-    return session_servers.add(MosquittoServer(session_servers.workdir("mosquitto")))
+    return session_server_registry.add(MosquittoServer(session_server_registry.workdir("mosquitto")))
 
 
 # --- Prometheus / Alertmanager ----------------------------------------------------------------
 
 
 @pytest.fixture
-def prometheus_factory(servers: ServerRegistry) -> Callable[..., PrometheusServer]:
+def prometheus_factory(server_registry: ServerRegistry) -> Callable[..., PrometheusServer]:
     """make(targets=(), job="dcim", metrics_path="/metrics", scrape_interval="1s",
     evaluation_interval="1s", scrape_configs=(), rules=None, rule_files=(), alertmanagers=(),
     extra_args=(), start=True) -> PrometheusServer.
@@ -192,13 +195,13 @@ def prometheus_factory(servers: ServerRegistry) -> Callable[..., PrometheusServe
     """
 
     def make(*, start: bool = True, **kwargs: Any) -> PrometheusServer:
-        return servers.add(PrometheusServer(servers.workdir("prometheus"), **kwargs), start)
+        return server_registry.add(PrometheusServer(server_registry.workdir("prometheus"), **kwargs), start)
 
     return make
 
 
 @pytest.fixture
-def alertmanager_factory(servers: ServerRegistry) -> Callable[..., AlertmanagerServer]:
+def alertmanager_factory(server_registry: ServerRegistry) -> Callable[..., AlertmanagerServer]:
     """make(config=None, extra_args=(), start=True) -> AlertmanagerServer.
 
     `config` is alertmanager.yml text; servers.alertmanager_config(webhook_url) builds one.
@@ -207,8 +210,8 @@ def alertmanager_factory(servers: ServerRegistry) -> Callable[..., AlertmanagerS
     def make(
         config: str | None = None, *, start: bool = True, **kwargs: Any
     ) -> AlertmanagerServer:
-        workdir = servers.workdir("alertmanager")
-        return servers.add(AlertmanagerServer(workdir, config, **kwargs), start)
+        workdir = server_registry.workdir("alertmanager")
+        return server_registry.add(AlertmanagerServer(workdir, config, **kwargs), start)
 
     return make
 
@@ -223,12 +226,12 @@ def promtool() -> str:
 
 
 @pytest.fixture
-def victoria_metrics_factory(servers: ServerRegistry) -> Callable[..., VictoriaMetricsServer]:
+def victoria_metrics_factory(server_registry: ServerRegistry) -> Callable[..., VictoriaMetricsServer]:
     """make(retention_period="100y", extra_args=(), start=True) -> VictoriaMetricsServer."""
 
     def make(*, start: bool = True, **kwargs: Any) -> VictoriaMetricsServer:
-        workdir = servers.workdir("victoria-metrics")
-        return servers.add(VictoriaMetricsServer(workdir, **kwargs), start)
+        workdir = server_registry.workdir("victoria-metrics")
+        return server_registry.add(VictoriaMetricsServer(workdir, **kwargs), start)
 
     return make
 
@@ -242,10 +245,10 @@ def victoria_metrics(
 
 
 @pytest.fixture(scope="session")
-def victoria_metrics_session(session_servers: ServerRegistry) -> VictoriaMetricsServer:
+def victoria_metrics_session(session_server_registry: ServerRegistry) -> VictoriaMetricsServer:
     """A VictoriaMetrics shared by the session: use unique metric names, never stop it."""
-    workdir = session_servers.workdir("victoria-metrics")
-    return session_servers.add(VictoriaMetricsServer(workdir))
+    workdir = session_server_registry.workdir("victoria-metrics")
+    return session_server_registry.add(VictoriaMetricsServer(workdir))
 
 
 # --- webhook ----------------------------------------------------------------------------------

@@ -175,6 +175,36 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
+def _port_inodes(port: int, kind: str) -> set[int]:
+    inodes: set[int] = set()
+    for table in (f"/proc/net/{kind}", f"/proc/net/{kind}6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(int(fields[9]))
+    return inodes
+
+
+def _pid_owns_port(pid: int, port: int, kind: str) -> bool:
+    inodes = _port_inodes(port, kind)
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+            return True
+    return False
+
+
 S = TypeVar("S", bound="ManagedServer")
 
 
@@ -194,6 +224,8 @@ class ManagedServer:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.launched_at = 0.0
+        self._bind_clash = False
 
     # subclasses provide these
     def command(self) -> list[str]:
@@ -242,7 +274,7 @@ class ManagedServer:
             error = self._launch_and_wait()
             if error is None:
                 return
-            bind_clash = bool(_BIND_ERRORS.search(self._this_start_log()))
+            bind_clash = self._bind_clash or bool(_BIND_ERRORS.search(self._this_start_log()))
             self._terminate()
             if not bind_clash or attempt == attempts:
                 raise ServerError(error)
@@ -255,7 +287,19 @@ class ManagedServer:
         marker = f"=== start {self.starts}:"
         return text[text.rfind(marker) :] if marker in text else text
 
+    def bind_failed(self) -> bool:
+        """Whether the server runs on without its port (most servers exit instead)."""
+        return False
+
+    def owns_port(self) -> bool:
+        """Whether our process holds a socket bound to self.port (from /proc)."""
+        if self.process is None:
+            return False
+        return _pid_owns_port(self.process.pid, self.port, self.port_kind)
+
     def _launch_and_wait(self) -> str | None:
+        self._bind_clash = False
+        self.launched_at = time.monotonic()
         self.prepare()
         argv = self.command()
         self.starts += 1
@@ -282,10 +326,14 @@ class ManagedServer:
             if code is not None:
                 return self._failure(f"exited with code {code} before it was ready")
             try:
-                if self.is_ready():
+                # Owning the port rules out a stranger on it answering the probe for us.
+                if self.is_ready() and self.owns_port():
                     return None
             except Exception as exc:  # not answering yet
                 last_error = exc
+            if self.bind_failed():
+                self._bind_clash = True
+                return self._failure("is running but does not hold its port (taken by another)")
             time.sleep(0.05)
         detail = f"; last probe error: {last_error!r}" if last_error else ""
         return self._failure(f"was not ready within {self.ready_timeout:.0f}s{detail}")
@@ -694,6 +742,14 @@ class SnmpsimServer(ManagedServer):
         if os.geteuid() == 0:
             env["SNMPSIM_ALLOW_ROOT"] = "true"
         return env
+
+    def bind_failed(self) -> bool:
+        """snmpsim logs 'Listening at' and keeps running even when its bind failed."""
+        # The bind happens after the log line, asynchronously: give it a moment.
+        if time.monotonic() - self.launched_at < 3 or "Listening at" not in self._this_start_log():
+            return False
+        time.sleep(0.5)
+        return not self.owns_port()
 
     def is_ready(self) -> bool:
         """A GETNEXT from the root is answered for the first community."""

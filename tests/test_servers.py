@@ -104,6 +104,45 @@ def test_start_retries_on_a_new_port_when_the_port_is_taken(
         assert agent.get(".1.3.6.1.2.1.1.5.0")
 
 
+def test_snmpsim_retries_when_its_port_is_taken(
+    monkeypatch: pytest.MonkeyPatch, snmpsim_factory: Callable[..., SnmpsimServer]
+) -> None:
+    # snmpsim does not exit when its bind fails: it logs "Listening at" and serves nothing.
+    real_free_port = free_port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        taken: int = holder.getsockname()[1]
+        ports = iter([taken])
+
+        def racy_free_port(kind: str = "udp") -> int:
+            return next(ports, None) or real_free_port("udp")
+
+        monkeypatch.setattr(servers_module, "free_port", racy_free_port)
+        sim = snmpsim_factory(records={"c1": "1.3.6.1.2.1.1.5.0|4|x\n"})
+        assert sim.port != taken and sim.starts == 2
+        assert sim.owns_port()
+
+
+def test_servers_are_stopped_when_a_test_fails(pytester: pytest.Pytester) -> None:
+    here = Path(__file__).parent
+    pytester.makeconftest((here / "conftest.py").read_text())
+    pytester.makepyfile(servers=(here / "servers.py").read_text())
+    pytester.makepyfile(
+        test_inner="""
+        from pathlib import Path
+
+        def test_fails(mosquitto, snmpd):
+            Path("pids").write_text(f"{mosquitto.process.pid} {snmpd.process.pid}")
+            assert False, "deliberate"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*mosquitto log*", "*snmpd log*"])  # log tails on failure
+    for pid in (pytester.path / "pids").read_text().split():
+        assert not Path(f"/proc/{pid}").exists(), f"server pid {pid} outlived its test"
+
+
 # --- snmpd ------------------------------------------------------------------------------------
 
 
