@@ -1,0 +1,118 @@
+"""`dcim run` as a child process for end-to-end tests, on a config derived from a simulator's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from servers import free_port, http_request, wait_until
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Samples by full series name (`name{labels}`), plus the first sample under the bare name."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        out.setdefault(name.split("{")[0], float(value))
+        out[name] = float(value)
+    return out
+
+
+class DaemonProcess:
+    """A `dcim run` child polling a site config; /metrics on a free loopback port."""
+
+    def __init__(self, workdir: Path, site_config: Path, *,
+                 polling: Mapping[str, Any] | None = None,
+                 exporters: Mapping[str, Any] | None = None,
+                 state_dir: Path | None = None, env: Mapping[str, str] | None = None):
+        data: dict[str, Any] = yaml.safe_load(site_config.read_text())
+        self.port = free_port()
+        if polling is not None:
+            data["polling"] = dict(polling)
+        data["state_dir"] = str(state_dir or workdir / "state")
+        data["exporters"] = {"prometheus": {"listen": f"127.0.0.1:{self.port}"},
+                             **(exporters or {})}
+        self.workdir = workdir
+        self.config = workdir / "site.yaml"
+        self.config.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        """host:port of /metrics."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """The log of the latest start."""
+        return self.workdir / f"dcim-{self.starts}.log"
+
+    def log(self) -> str:
+        """What the latest start printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def start(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Start `dcim run`; with wait, until /metrics answers."""
+        self.starts += 1
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dcim", "run", "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.env})
+        if wait:
+            wait_until(self._serving, timeout, what=f"dcim /metrics on {self.address}")
+
+    def _serving(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"dcim exited {self.proc.returncode}:\n{self.log()}")
+        try:
+            status, _ = http_request(f"http://{self.address}/metrics", timeout=2)
+        except OSError:
+            return False
+        return status == 200
+
+    def metrics(self) -> dict[str, float]:
+        """One scrape, parsed."""
+        status, body = http_request(f"http://{self.address}/metrics", timeout=5)
+        assert status == 200
+        return parse_metrics(body.decode())
+
+    def signal(self, sig: int) -> None:
+        """Send a signal (SIGHUP reloads, SIGTERM stops)."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+
+    def kill9(self) -> None:
+        """Crash it: no chance to flush or save."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def close(self) -> None:
+        """Make sure nothing is left running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
