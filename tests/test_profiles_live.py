@@ -9,23 +9,17 @@ snmpd, including a tooBig split.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from conftest import SNMP_V3_USER, ServerRegistry
-from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from modbus_server import serve_modbus_fixtures
 from servers import SnmpdServer, SnmpsimServer
 from test_profiles import (
     SNMP_FIXTURES,
     assert_golden,
     golden_of,
-    modbus_exceptions,
-    modbus_fixture,
-    modbus_words,
     shipped_registry,
 )
 
@@ -189,42 +183,10 @@ async def test_get_is_split_when_the_agent_says_toobig(engine: str,
 # --- Modbus ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _sim_device(fixture: dict[str, Any], unit: int) -> SimDevice:
-    words = modbus_words(fixture)
-    refused = modbus_exceptions(fixture)
-
-    def blocks(function: str) -> list[SimData]:
-        regs = {a: w for (f, a), w in words.items() if f == function}
-        return [SimData(a, values=w, datatype=DataType.REGISTERS) for a, w in sorted(regs.items())]
-
-    async def action(function_code: int, start_address: int, address: int, count: int,
-                     current_registers: list[int], set_values: Any) -> ExcCodes | None:
-        function = "holding" if function_code == 3 else "input"
-        for a in range(address, address + count):
-            if (function, a) in refused:
-                return ExcCodes(refused[(function, a)])
-        return None
-
-    bits = [SimData(0, values=False, datatype=DataType.BITS)]
-    holding = blocks("holding") or [SimData(0, values=0, datatype=DataType.REGISTERS)]
-    inputs = blocks("input") or [SimData(0, values=0, datatype=DataType.REGISTERS)]
-    return SimDevice(unit, simdata=(bits, bits, holding, inputs), action=action)
-
-
 @pytest.fixture
 async def modbus_gateway() -> AsyncIterator[int]:
     """One Modbus TCP port serving every Modbus fixture, profile i at unit i + 1."""
-    devices = [_sim_device(modbus_fixture(p.name), i + 1) for i, p in enumerate(MODBUS_PROFILES)]
-    port = _free_port()
-    server = ModbusTcpServer(devices, address=("127.0.0.1", port))
-    await server.serve_forever(background=True)
-    await asyncio.sleep(0.1)
+    server, port = await serve_modbus_fixtures([p.name for p in MODBUS_PROFILES])
     yield port
     await server.shutdown()
 
