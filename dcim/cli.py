@@ -98,6 +98,21 @@ def _kw(watts: float | None) -> str:
     return "n/a" if watts is None else f"{watts / 1000:,.1f} kW"
 
 
+_POWER_POINTS = ("power_w", "input_power_w", "output_power_w")
+
+
+def _why_missing(snapshot: Snapshot, device_id: str) -> str:
+    dev = snapshot.devices.get(device_id)
+    if dev is None:
+        return "no data"
+    if dev.error:
+        return dev.error
+    if not dev.fresh:
+        return "reading too old"
+    power = {k: v for k, v in dev.errors.items() if k in _POWER_POINTS}
+    return "; ".join(f"{k}: {v}" for k, v in (power or dev.errors).items()) or "no power reading"
+
+
 def _print_pue(snapshot: Snapshot, state: int) -> None:
     pue = snapshot.pue
     label = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][state]
@@ -110,10 +125,7 @@ def _print_pue(snapshot: Snapshot, state: int) -> None:
     if pue.reason:
         typer.echo(f"  why        {pue.reason}")
     for device_id in pue.missing:
-        dev = snapshot.devices.get(device_id)
-        why = (dev.error if dev and dev.error else
-               "; ".join(f"{k}: {v}" for k, v in (dev.errors.items() if dev else ())))
-        typer.echo(f"  missing    {device_id}: {why or 'no data'}")
+        typer.echo(f"  missing    {device_id}: {_why_missing(snapshot, device_id)}")
     racks = sorted((r for r in snapshot.racks.values() if r.utilization is not None),
                    key=lambda r: r.utilization or 0.0, reverse=True)[:5]
     if racks:
