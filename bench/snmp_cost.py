@@ -1,0 +1,250 @@
+"""Part 1, poll cost: CPU per varbind of dcim (fast path and pysnmp) vs snmp_exporter 0.21.
+
+The same net-snmp agents (one bench PDU each, 36 values) are polled the same number of times
+by each poller, in one run, alternating, for several rounds. CPU is utime+stime from
+/proc/PID/stat of the poller process only, read before and after each round; agent CPU and
+the HTTP driver's CPU are recorded beside it. On a 2-core machine the pollers are pinned to
+CPU 1 and the agents and the HTTP driver to CPU 0, so a poller never competes with its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import benchlib as bl
+
+
+@dataclass
+class Poller:
+    """One poller under test: the process whose CPU counts and how to drive it."""
+
+    name: str
+    measured_pid: int
+    control: subprocess.Popen[str]  # the process we send round commands to
+    extra: list[subprocess.Popen[bytes]]  # processes to stop afterwards (the exporter)
+
+    def command(self, polls: int, concurrency: int, rate: float = 0) -> dict[str, Any]:
+        """Run one round (rate 0: as fast as it goes) and return the driver's JSON answer."""
+        stdin: IO[str] | None = self.control.stdin
+        stdout: IO[str] | None = self.control.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(json.dumps({"polls": polls, "concurrency": concurrency, "rate": rate}) + "\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name}: driver exited (rc {self.control.wait()})")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def stop(self) -> None:
+        """Close the driver's stdin and stop what we started."""
+        if self.control.stdin:
+            self.control.stdin.close()
+        for p in (self.control, *self.extra):
+            try:
+                p.wait(10) if p is self.control else p.terminate()
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for p in self.extra:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _spawn_driver(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=bl.BENCH)
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    if '"ready"' not in ready:
+        raise RuntimeError(f"{cmd[0]} did not start: {ready!r} (rc {proc.wait()})")
+    return proc
+
+
+def start_dcim(spec: str, ports: list[int], cpu: int | None) -> Poller:
+    """A dcim worker polling through Poller.poll: spec is ENGINE[+PATCH...] (fast+walk)."""
+    engine, *names = spec.split("+")
+    env = dict(os.environ, DCIM_SNMP_ENGINE=engine)
+    proc = _spawn_driver([*bl.taskset(cpu), bl.PYTHON, str(bl.BENCH / "dcim_worker.py"),
+                          f"--patches={','.join(names)}", *map(str, ports)], env)
+    return Poller(f"dcim-{spec}", proc.pid, proc, [])
+
+
+def start_exporter(ports: list[int], workdir: Path, exporter_cpu: int | None,
+                   driver_cpu: int | None) -> Poller:
+    """snmp_exporter with the bench module, and the HTTP driver that scrapes it."""
+    config = workdir / "snmp.yml"
+    config.write_text(bl.exporter_config())
+    port = bl.free_port()
+    log = (workdir / "snmp_exporter.log").open("wb")
+    exporter = subprocess.Popen([*bl.taskset(exporter_cpu), "prometheus-snmp-exporter",
+                                 f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+                                 "--log.level=warn"], stdout=log, stderr=log)
+    bl.wait_tcp(port)
+    driver = _spawn_driver([*bl.taskset(driver_cpu), bl.PYTHON, str(bl.BENCH / "http_driver.py"),
+                            f"--exporter-port={port}", f"--module={bl.EXPORTER_MODULE}",
+                            f"--expect={bl.VARBINDS_PER_POLL}", *map(str, ports)])
+    return Poller("snmp_exporter", exporter.pid, driver, [exporter])
+
+
+def wire_counts(ports: list[int]) -> tuple[int, int]:
+    """Packets and varbinds all agents have served so far (snmpInPkts, snmpInTotalReqVars)."""
+    packets = varbinds = 0
+    for port in ports:
+        c = bl.snmp_counters(port)
+        packets += c["packets"]
+        varbinds += c["varbinds"]
+    return packets, varbinds
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the rounds and return per-round records and the medians."""
+    workdir = bl.OUT / "snmp_cost"
+    two = bl.NCPU >= 2
+    poller_cpu, load_cpu = (1, 0) if two else (None, None)
+    records: list[dict[str, Any]] = []
+    wire: dict[str, dict[str, float]] = {}
+    with bl.snmpd_agents(args.agents, workdir / "agents", load_cpu) as agents:
+        pollers: list[Poller] = []
+        try:
+            pollers.append(start_exporter(agents.ports, workdir, poller_cpu, load_cpu))
+            for engine in args.engines:
+                pollers.append(start_dcim(engine, agents.ports, poller_cpu))
+            for p in pollers:  # warm up: sockets, caches, Go runtime, first-poll checks
+                warm = p.command(args.warmup, args.concurrency)
+                if warm["failed"]:
+                    raise RuntimeError(f"{p.name} warm-up failed: {warm['errors']}")
+                # what each poller costs the agents on the wire, per poll (snmpget adds 1 + 2)
+                before = wire_counts(agents.ports)
+                p.command(len(agents.ports), 1)
+                after = wire_counts(agents.ports)
+                n = len(agents.ports)
+                wire[p.name] = {"packets_per_poll": (after[0] - before[0]) / n - 1,
+                                "varbinds_per_poll": (after[1] - before[1]) / n - 2}
+            for r in range(args.rounds):
+                # rotate the order so no poller always runs first (cache, frequency effects)
+                order = pollers[r % len(pollers):] + pollers[: r % len(pollers)]
+                for p in order:
+                    driver_pid = p.control.pid
+                    c0, a0, d0 = bl.cpu_seconds(p.measured_pid), agents.cpu(), bl.cpu_seconds(driver_pid)
+                    result = p.command(args.polls, args.concurrency, args.rate)
+                    c1, a1, d1 = bl.cpu_seconds(p.measured_pid), agents.cpu(), bl.cpu_seconds(driver_pid)
+                    rec = {"round": r + 1, "poller": p.name, "polls": args.polls,
+                           "cpu_s": c1 - c0, "agents_cpu_s": a1 - a0,
+                           "driver_cpu_s": (d1 - d0) if driver_pid != p.measured_pid else 0.0,
+                           **{k: result[k] for k in ("wall", "ok", "failed", "values", "errors")}}
+                    rec["us_per_varbind"] = rec["cpu_s"] / max(1, rec["values"]) * 1e6
+                    records.append(rec)
+                    print(f"  round {r + 1} {p.name:14} {rec['us_per_varbind']:7.1f} µs/varbind "
+                          f"cpu {rec['cpu_s']:.2f}s wall {rec['wall']:.2f}s "
+                          f"agents {rec['agents_cpu_s']:.2f}s failed {rec['failed']}", flush=True)
+            if args.profile:
+                for p in pollers:
+                    if p.name.startswith("dcim"):
+                        profile_round(p, args, workdir)
+        finally:
+            for p in pollers:
+                p.stop()
+    return summarize(records, wire, args)
+
+
+def profile_round(p: Poller, args: argparse.Namespace, workdir: Path) -> None:
+    """Sample one extra round of a dcim worker with py-spy (raw collapsed stacks)."""
+    pyspy = Path(bl.PYTHON).parent / "py-spy"
+    if not pyspy.exists():
+        print("  (py-spy not installed in the venv: no profile)")
+        return
+    out = workdir / f"profile-{p.name}.txt"
+    # native unwinding needs the target paused at each sample
+    mode = ["--native"] if args.native else ["--nonblocking"]
+    spy = subprocess.Popen([str(pyspy), "record", "--format", "raw", "--rate", "500",
+                            *mode, "--pid", str(p.measured_pid), "--output", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=(workdir / "py-spy.log").open("wb"))
+    time.sleep(1.0)  # py-spy attaches
+    p.command(args.polls, args.concurrency, args.rate)
+    spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
+    spy.wait(30)
+    print(f"  profile of {p.name}: {out}")
+
+
+def summarize(records: list[dict[str, Any]], wire: dict[str, dict[str, float]],
+              args: argparse.Namespace) -> dict[str, Any]:
+    """Medians per poller, the dcim/snmp_exporter ratios and the agents' load."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by.setdefault(rec["poller"], []).append(rec)
+    summary: dict[str, Any] = {}
+    for name, recs in by.items():
+        wall = bl.median([r["wall"] for r in recs])
+        summary[name] = {
+            "us_per_varbind": bl.median([r["us_per_varbind"] for r in recs]),
+            "cpu_s_per_1000_varbinds": bl.median([r["us_per_varbind"] for r in recs]) / 1000,
+            "rounds": [round(r["us_per_varbind"], 2) for r in recs],
+            "wall_s": wall,
+            "polls_per_s": args.polls / wall,
+            "poller_util": bl.median([r["cpu_s"] / r["wall"] for r in recs]),
+            "agents_util": bl.median([r["agents_cpu_s"] / r["wall"] for r in recs]),
+            "busiest_agent_util": bl.median([r["agents_cpu_s"] / r["wall"] for r in recs]) / args.agents,
+            "driver_util": bl.median([r["driver_cpu_s"] / r["wall"] for r in recs]),
+            "failed": sum(r["failed"] for r in recs),
+            **wire.get(name, {}),
+        }
+    base = summary.get("snmp_exporter", {}).get("us_per_varbind")
+    for s in summary.values():
+        s["ratio_vs_snmp_exporter"] = s["us_per_varbind"] / base if base else None
+    return {"machine": bl.machine(), "agents": args.agents, "polls_per_round": args.polls,
+            "rounds": args.rounds, "concurrency": args.concurrency, "rate": args.rate,
+            "varbinds_per_poll": bl.VARBINDS_PER_POLL, "pinned": bl.NCPU >= 2,
+            "summary": summary, "records": records}
+
+
+def print_table(res: dict[str, Any]) -> None:
+    """The poll-cost table."""
+    print(f"\npoll cost: {res['agents']} snmpd agents, {res['polls_per_round']} polls x "
+          f"{res['varbinds_per_poll']} varbinds per round, {res['rounds']} rounds, "
+          f"{res['concurrency']} in flight, offered "
+          f"{res['rate'] or 'unlimited'} polls/s (median of rounds)")
+    print(f"{'poller':22} {'µs/varbind':>10} {'CPU s/1000 vb':>13} {'ratio':>6} {'polls/s':>8} "
+          f"{'poller CPU':>10} {'agents CPU':>10} {'pkts/poll':>9} {'vb/poll':>7}")
+    for name, s in res["summary"].items():
+        ratio = s["ratio_vs_snmp_exporter"]
+        print(f"{name:22} {s['us_per_varbind']:10.1f} {s['cpu_s_per_1000_varbinds']:13.4f} "
+              f"{ratio:6.2f} {s['polls_per_s']:8.0f} {s['poller_util']:10.0%} {s['agents_util']:10.0%} "
+              f"{s.get('packets_per_poll', 0):9.1f} {s.get('varbinds_per_poll', 0):7.1f}")
+
+
+def main() -> None:
+    """Parse options, measure, print and store the result."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", type=int, default=30)
+    parser.add_argument("--polls", type=int, default=3000, help="device polls per poller per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=1000,
+                        help="offered load, device polls/s (0: closed loop, as fast as it goes)")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--engines", default="fast,pysnmp",
+                        help="dcim workers to measure: DCIM_SNMP_ENGINE value, optionally +patch "
+                             "names from bench/patches.py (fast+noraw+walk)")
+    parser.add_argument("--profile", action="store_true", help="py-spy one extra round per dcim engine")
+    parser.add_argument("--native", action="store_true", help="with --profile: native frames too")
+    args = parser.parse_args()
+    args.engines = [e for e in args.engines.split(",") if e]
+    res = measure(args)
+    print_table(res)
+    print(f"stored: {bl.write_json('snmp_cost.json', res)}")
+    if any(s["failed"] for s in res["summary"].values()):
+        sys.exit("some polls failed: see bench/out/snmp_cost.json")
+
+
+if __name__ == "__main__":
+    main()
