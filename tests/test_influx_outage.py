@@ -197,7 +197,7 @@ def test_kill9_mid_outage_resends_only_unsent(daemon: Daemon,
     assert daemon.metrics()["dcim_influx_points_queued"] > 0
     killed_at = time.time()
     daemon.kill9()
-    time.sleep(2)
+    time.sleep(5)  # dead longer than MAX_GAP_MS, so the gap is unmistakable
     restarted_at = time.time()
     daemon.start()
     time.sleep(8)
