@@ -541,7 +541,9 @@ class SnmpdServer(ManagedServer):
 
     * `-C` reads no system config, `-m ""` loads no MIBs, the listen address is the command-line
       argument (no agentAddress line), SNMP_PERSISTENT_DIR=<workdir>/persist keeps engine
-      state (engineBoots, the localized v3 keys) out of /var/lib/snmp and across restarts.
+      state (engineID, engineBoots, localized v3 keys) out of /var/lib/snmp. `-C` also skips
+      that persistent file, so a restart passes it explicitly (`-c CONF,persist/snmpd.conf`):
+      the engineID stays and snmpEngineBoots goes up by one per graceful restart.
     * v2c: `rocommunity NAME 127.0.0.1`.
     * v3 authPriv: `createUser NAME SHA-256 AUTHPASS AES PRIVPASS` plus `rouser NAME priv`
       (SHA, SHA-256/384/512, MD5 and AES/DES work; passphrases need >= 8 characters).
@@ -654,8 +656,14 @@ class SnmpdServer(ManagedServer):
 
     def command(self) -> list[str]:
         """snmpd in the foreground, logging to stdout, no system config, no MIBs."""
+        configs = [str(self.config_path)]
+        persisted = self.workdir / "persist" / "snmpd.conf"
+        if persisted.exists():
+            # -C also skips the persistent file, which would give every restart a new engineID
+            # and engineBoots 1; naming it keeps both, like a real device across a reboot.
+            configs.append(str(persisted))
         return [
-            self.exe, "-f", "-Lo", "-C", "-c", str(self.config_path), "-m", "",
+            self.exe, "-f", "-Lo", "-C", "-c", ",".join(configs), "-m", "",
             *self.extra_args, f"udp:{HOST}:{self.port}",
         ]  # fmt: skip
 

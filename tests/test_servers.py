@@ -214,11 +214,16 @@ def test_snmpd_values_counter64_ipaddress_and_live_changes(
         agent.set_values({".1.3.6.1.4.1.9.1.0": ("integer", 1)})
 
 
+ENGINE_ID, ENGINE_BOOTS = ".1.3.6.1.6.3.10.2.1.1.0", ".1.3.6.1.6.3.10.2.1.2.0"
+
+
 def test_snmpd_v3_authpriv_and_restart_on_the_same_port(snmpd: SnmpdServer) -> None:
     oid = ".1.3.6.1.2.1.1.5.0"
-    ok = net_snmp("snmpget", "-On", *snmpd.v3_args(), oid)
+    ok = net_snmp("snmpget", "-On", *snmpd.v3_args(), oid, ENGINE_ID, ENGINE_BOOTS)
     assert ok.returncode == 0, ok.stderr
-    assert parse_snmp_output(ok.stdout) == {oid: 'STRING: "dcim-test-agent"'}
+    first = parse_snmp_output(ok.stdout)
+    assert first[oid] == 'STRING: "dcim-test-agent"'
+    assert first[ENGINE_BOOTS] == "INTEGER: 1"
 
     wrong = SnmpV3User(auth_key="wrong-secret-1")
     bad = net_snmp("snmpget", "-t", "1", "-r", "0", *snmpd.v3_args(wrong), oid)
@@ -234,8 +239,12 @@ def test_snmpd_v3_authpriv_and_restart_on_the_same_port(snmpd: SnmpdServer) -> N
     assert down.returncode != 0
     snmpd.start()
     assert snmpd.port == port
-    again = net_snmp("snmpget", "-On", *snmpd.v3_args(), oid)
+    again = net_snmp("snmpget", "-On", *snmpd.v3_args(), oid, ENGINE_ID, ENGINE_BOOTS)
     assert again.returncode == 0, again.stderr + snmpd.log_tail()
+    after = parse_snmp_output(again.stdout)
+    # Like a rebooted device: same engineID, one more boot.
+    assert after[ENGINE_ID] == first[ENGINE_ID]
+    assert after[ENGINE_BOOTS] == "INTEGER: 2"
 
 
 def test_snmpd_v3_sha1_user(snmpd_factory: Callable[..., SnmpdServer]) -> None:
