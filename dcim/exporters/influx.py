@@ -233,10 +233,13 @@ class InfluxSink:
         last_open_try = time.monotonic()
         while True:
             await asyncio.sleep(SPOOL_FLUSH_S)
-            if self.spool_failed and time.monotonic() - last_open_try >= SPOOL_REOPEN_S:
-                last_open_try = time.monotonic()
-                await self._open_spool()
-            await self._flush_pending()
+            try:
+                if self.spool_failed and time.monotonic() - last_open_try >= SPOOL_REOPEN_S:
+                    last_open_try = time.monotonic()
+                    await self._open_spool()
+                await self._flush_pending()
+            except Exception:
+                log.exception("influxdb spool writer failed; retrying")
 
     async def _flush_pending(self) -> None:
         if not self._pending or self._outbox is None:
@@ -281,6 +284,15 @@ class InfluxSink:
     # -- sending ---------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self._send_forever()
+            except Exception:
+                # A bug must not silently stop delivery: log it and carry on.
+                log.exception("influxdb sender failed; restarting it")
+                await self._pause(1.0, wake=False)
+
+    async def _send_forever(self) -> None:
         backoff = 1.0
         last_send = time.monotonic()
         while not self._stopping:
