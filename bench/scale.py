@@ -1,0 +1,145 @@
+"""Part 2, scale: `dcim run` polling the bench-2000 simulated site every 10 s for 5 minutes.
+
+The simulator (with --workers) is pinned to CPU 0 and dcim to CPU 1, so dcim's CPU is its own
+and the simulator cannot starve it. After a warm-up (first polls, then each device settles on
+its random phase) the daemon is measured: CPU from /proc/PID/stat, RSS sampled every second,
+and /metrics scraped every 15 s like Prometheus would. From the scrapes:
+
+    poll duration   dcim_device_poll_duration_seconds of every device at every scrape (the
+                    latest poll of each device: an unbiased sample of all polls)
+    data age        scrape time - dcim_device_last_success_timestamp_seconds, every device:
+                    above interval + poll deadline means a device missed its cycle
+    missed          increase of dcim_device_poll_overruns_total and _poll_errors_total
+    polls           increase of dcim_device_polls_total against 2000 x duration / interval
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import benchlib as bl
+import simproc
+
+FAMILIES = {"dcim_device_polls_total", "dcim_device_poll_errors_total",
+            "dcim_device_poll_overruns_total", "dcim_device_poll_duration_seconds",
+            "dcim_device_last_success_timestamp_seconds", "dcim_device_up"}
+
+
+def totals(m: dict[str, dict[str, float]], name: str) -> float:
+    """Sum of one family over devices."""
+    return sum(m[name].values())
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run simulator and daemon, measure the window, return the figures."""
+    workdir = bl.OUT / "scale"
+    sim_cpu, dcim_cpu = (0, 1) if bl.NCPU >= 2 else (None, None)
+    config = workdir / "site.yaml"
+    with simproc.simulator(args.preset, config, args.workers, sim_cpu) as sim:
+        devices = len(sim.get("/truth")["devices"])
+        with simproc.daemon(config, workdir, dcim_cpu) as d:
+            pid = d.proc.pid
+            t_start = time.monotonic()
+            # warm-up: every device answered once and settled on its phase
+            while time.monotonic() - t_start < args.warmup:
+                time.sleep(1)
+            t_first = time.monotonic()
+            first = simproc.per_device(d.metrics(), FAMILIES)
+            up = totals(first, "dcim_device_up")
+            print(f"  warm-up {args.warmup:g}s: {up:.0f}/{devices} devices up", flush=True)
+            sim_pids = sim.pids()
+            c0, s0, w0 = bl.cpu_seconds(pid), bl.total_cpu(sim_pids), time.monotonic()
+            rss: list[int] = []
+            durations: list[float] = []
+            ages: list[float] = []
+            last = first
+            next_scrape = w0 + args.scrape_interval
+            t_last = t_first
+            while (now := time.monotonic()) - w0 < args.duration + 0.5:
+                rss.append(bl.rss_bytes(pid))
+                if now >= next_scrape:
+                    next_scrape += args.scrape_interval
+                    t_wall, t_last = time.time(), time.monotonic()
+                    last = simproc.per_device(d.metrics(), FAMILIES)
+                    durations += last["dcim_device_poll_duration_seconds"].values()
+                    stamps = last["dcim_device_last_success_timestamp_seconds"]
+                    ages += [t_wall - ts for ts in stamps.values()]
+                    # a device that never answered has no timestamp: infinitely old
+                    ages += [float("inf")] * (devices - len(stamps))
+                time.sleep(1)
+            c1, s1, w1 = bl.cpu_seconds(pid), bl.total_cpu(sim_pids), time.monotonic()
+            scrapes = d.scrapes[1:]  # the warm-up scrape is outside the window
+            rss_end = bl.rss_bytes(pid)
+    window = w1 - w0
+    interval = 10.0
+    polls = totals(last, "dcim_device_polls_total") - totals(first, "dcim_device_polls_total")
+    overruns = (totals(last, "dcim_device_poll_overruns_total")
+                - totals(first, "dcim_device_poll_overruns_total"))
+    errors = (totals(last, "dcim_device_poll_errors_total")
+              - totals(first, "dcim_device_poll_errors_total"))
+    scrape_cpu = sum(s["cpu_s"] for s in scrapes)
+    return {
+        "machine": bl.machine(), "preset": args.preset, "devices": devices,
+        "sim_workers": args.workers, "window_s": window, "interval_s": interval,
+        "pinned": bl.NCPU >= 2,
+        "dcim_cpu_pct": 100 * (c1 - c0) / window,
+        "dcim_cpu_pct_without_scrapes": 100 * (c1 - c0 - scrape_cpu) / window,
+        "sim_cpu_pct": 100 * (s1 - s0) / window,
+        "rss_max_mb": max(rss) / 2**20, "rss_end_mb": rss_end / 2**20,
+        # counters are read at the first and last scrape: expect polls over that span
+        "polls": polls, "polls_expected": devices * (t_last - t_first) / interval,
+        "overruns": overruns, "errors": errors,
+        "up_at_end": totals(last, "dcim_device_up"),
+        "poll_duration_p50_s": bl.percentile(durations, 50),
+        "poll_duration_p99_s": bl.percentile(durations, 99),
+        "poll_duration_max_s": max(durations),
+        "data_age_p50_s": bl.percentile(ages, 50), "data_age_p99_s": bl.percentile(ages, 99),
+        "data_age_max_s": max(ages),
+        "scrapes": len(scrapes), "scrape_interval_s": args.scrape_interval,
+        "scrape_wall_p50_s": bl.median([s["wall_s"] for s in scrapes]),
+        "scrape_cpu_p50_s": bl.median([s["cpu_s"] for s in scrapes]),
+        "scrape_mb": scrapes[-1]["bytes"] / 2**20,
+    }
+
+
+def print_table(r: dict[str, Any]) -> None:
+    """The scale figures."""
+    print(f"\nscale: {r['preset']} ({r['devices']} devices) every {r['interval_s']:g}s for "
+          f"{r['window_s']:.0f}s, simulator --workers {r['sim_workers']}")
+    rows = [
+        ("dcim CPU (% of one core)", f"{r['dcim_cpu_pct']:.1f}%  "
+         f"({r['dcim_cpu_pct_without_scrapes']:.1f}% without the /metrics scrapes)"),
+        ("dcim RSS max / end", f"{r['rss_max_mb']:.0f} MB / {r['rss_end_mb']:.0f} MB"),
+        ("polls done / expected", f"{r['polls']:.0f} / {r['polls_expected']:.0f}"),
+        ("missed: overruns, errors", f"{r['overruns']:.0f}, {r['errors']:.0f}"),
+        ("poll duration p50 / p99 / max", f"{r['poll_duration_p50_s'] * 1000:.0f} / "
+         f"{r['poll_duration_p99_s'] * 1000:.0f} / {r['poll_duration_max_s'] * 1000:.0f} ms"),
+        ("data age p50 / p99 / max", f"{r['data_age_p50_s']:.1f} / {r['data_age_p99_s']:.1f} / "
+         f"{r['data_age_max_s']:.1f} s"),
+        ("/metrics scrape (every 15 s)", f"{r['scrape_mb']:.1f} MB, {r['scrape_wall_p50_s']:.2f}s "
+         f"wall, {r['scrape_cpu_p50_s']:.2f}s CPU (p50 of {r['scrapes']})"),
+        ("simulator CPU (% of one core)", f"{r['sim_cpu_pct']:.1f}%"),
+    ]
+    for k, v in rows:
+        print(f"  {k:32} {v}")
+
+
+def main() -> None:
+    """Parse options, measure, print and store."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="bench-2000")
+    parser.add_argument("--workers", type=int, default=2, help="simulator worker processes")
+    parser.add_argument("--warmup", type=float, default=30)
+    parser.add_argument("--duration", type=float, default=300)
+    parser.add_argument("--scrape-interval", type=float, default=15)
+    args = parser.parse_args()
+    res = measure(args)
+    print_table(res)
+    print(f"stored: {bl.write_json('scale.json', res)}")
+
+
+if __name__ == "__main__":
+    main()
+
