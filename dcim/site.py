@@ -14,13 +14,14 @@ from pathlib import Path
 
 from dcim.config import (
     COOLANTS,
+    BmsPoint,
     Config,
     Coolant,
     Credentials,
     load_config_file,
 )
 from dcim.errors import ConfigError
-from dcim.points import Kind
+from dcim.points import POINTS, Kind
 from dcim.profile import Profile, ProfileRegistry
 
 DEFAULT_PORTS = {"snmp": 161, "modbus": 502}
@@ -265,6 +266,8 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
     pue = None
     if config.pue is not None:
         pue = _build_pue(config, devices, racks, errors)
+    if config.exporters.mqtt is not None and config.exporters.mqtt.bms is not None:
+        errors.extend(_check_bms_points(config.exporters.mqtt.bms.points, devices))
 
     if errors:
         raise ConfigError(errors)
@@ -272,6 +275,27 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
         name=config.site.name, rack_max_w=max_kw * 1000, pue_target=config.site.pue_target,
         racks=racks, devices=devices, pue=pue, config=config,
     )
+
+
+def _check_bms_points(points: tuple[BmsPoint, ...], devices: Mapping[str, DeviceSpec]) -> list[str]:
+    """Cross-references of the BMS source mapping: known device, a point of its kind."""
+    errors = []
+    seen: set[str] = set()
+    for i, p in enumerate(points):
+        where = f"exporters.mqtt.bms.points[{i}]"
+        if p.topic in seen:
+            errors.append(f"{where}.topic: '{p.topic}' is mapped twice")
+        seen.add(p.topic)
+        device = devices.get(p.device)
+        if device is None:
+            errors.append(f"{where}.device: unknown device '{p.device}'")
+            continue
+        spec = POINTS.get(p.point)
+        if spec is None:
+            errors.append(f"{where}.point: unknown point '{p.point}'")
+        elif device.kind not in spec.kinds:
+            errors.append(f"{where}.point: a {device.kind} has no point '{p.point}'")
+    return errors
 
 
 def _build_pue(config: Config, devices: Mapping[str, DeviceSpec],

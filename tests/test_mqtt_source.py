@@ -95,9 +95,9 @@ def test_mapping_errors_name_the_field() -> None:
         {"topic": "a", "device": "nope", "point": "leak"},
         {"topic": "b", "device": "main-1", "point": "leak"},
         {"topic": "b", "device": "cdu-1", "point": "leek"}]}}}
-    site = build_site(parse_config(config), REGISTRY)
+    # Checked with the rest of the site, so check-config, pue and run all refuse it.
     with pytest.raises(ConfigError) as err:
-        make_sources(site, Sink())
+        build_site(parse_config(config), REGISTRY)
     assert err.value.errors == [
         "exporters.mqtt.bms.points[0].device: unknown device 'nope'",
         "exporters.mqtt.bms.points[1].point: a meter has no point 'leak'",
@@ -163,3 +163,51 @@ async def test_source_reconnects_after_a_broker_restart(mosquitto: MosquittoServ
         await _until(lambda: len(sink.results) == 1)
     await source.stop()
     assert sink.results[0].values == {"leak": 0.0}
+
+
+def test_daemon_takes_a_bms_leak_instead_of_polling(tmp_path: Any, mosquitto: MosquittoServer) -> None:
+    """`dcim run` end to end: the tiny site's CDU is fed by the BMS, not polled."""
+    import yaml
+    from daemon_process import DaemonProcess
+    from servers import wait_until
+
+    from dcim.sim.child import SimulatorProcess
+
+    sim = SimulatorProcess.start("tiny", tmp_path / "sim.yaml")
+    daemon = None
+    try:
+        cdu = next(d["id"] for d in yaml.safe_load(sim.config.read_text())["devices"]
+                   if d["profile"] == "generic-cdu")
+        topics = {p: f"BMS/v1/PUB/Value/CDU/{p}/campus/tiny/{cdu}" for p in
+                  ("leak", "supply_temp_c", "return_temp_c", "flow_lpm")}
+        bms = {"points": [{"topic": t, "device": cdu, "point": p} for p, t in topics.items()]}
+        daemon = DaemonProcess(tmp_path, sim.config,
+                               polling={"interval": "1s", "timeout": "400ms", "max_age": "5s"},
+                               exporters={"mqtt": {"host": "127.0.0.1", "port": mosquitto.port,
+                                                   "plain": False, "bms": bms}})
+        daemon.start()
+
+        async def publish() -> None:
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                now = time.time()
+                for point, value in (("leak", 1), ("supply_temp_c", 32.0),
+                                     ("return_temp_c", 42.0), ("flow_lpm", 600.0)):
+                    await client.publish(topics[point], _payload(value, now), qos=1)
+
+        leak = f'dcim_cdu_leak_detected{{cdu="{cdu}",site="sim-tiny"}}'
+
+        def leak_seen() -> bool:
+            asyncio.run(publish())
+            return daemon is not None and daemon.metrics().get(leak) == 1.0
+
+        wait_until(leak_seen, 20, interval=1.0, what="BMS leak in dcim's metrics")
+        heat = daemon.metrics()
+        assert heat[f'dcim_cdu_heat_removed_watts{{cdu="{cdu}",site="sim-tiny",source="computed"}}'] \
+            == pytest.approx(600 / 60_000 * 1017 * 3950 * 10, rel=1e-6)
+        # The scheduler left the BMS-fed CDU alone.
+        assert f'dcim_device_polls_total{{device="{cdu}",site="sim-tiny"}}' not in heat
+        assert daemon.stop() == 0
+    finally:
+        if daemon is not None:
+            daemon.close()
+        sim.stop()

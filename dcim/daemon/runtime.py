@@ -29,6 +29,7 @@ from dcim.exporters.prometheus import PrometheusExporter
 from dcim.exporters.prometheus_metrics import Published
 from dcim.readings import PollResult
 from dcim.site import DeviceSpec, Site, load_site, restrict_to_shard
+from dcim.sources import BmsSource, make_sources, owned_devices
 from dcim.state import StateStore
 
 log = logging.getLogger("dcim")
@@ -81,6 +82,12 @@ def make_sinks(site: Site, state_dir: Path) -> list[Sink]:
     return sinks
 
 
+def polled_devices(site: Site) -> list[DeviceSpec]:
+    """The devices the scheduler polls: all but those a source (the BMS) feeds."""
+    owned = owned_devices(site)
+    return [d for d in site.devices.values() if d.id not in owned]
+
+
 class Daemon:
     """The long-running service."""
 
@@ -99,6 +106,7 @@ class Daemon:
         self.site: Site | None = None
         self.exporter: PrometheusExporter | None = None
         self.sinks: list[Sink] = []
+        self.sources: list[BmsSource] = []
         self.energy: dict[str, DeviceEnergy] = {}
         self.totals = Totals({})
         self._pending: list[Increment] = []
@@ -171,7 +179,11 @@ class Daemon:
         for sink in self.sinks:
             await sink.start()
             self.exporter.extra.append(sink.metrics)
-        scheduler.set_devices(list(site.devices.values()))
+        self.sources = make_sources(site, self._on_result)
+        for source in self.sources:
+            await source.start()
+            self.exporter.extra.append(source.metrics)
+        scheduler.set_devices(polled_devices(site))
         log.info("dcim polling %d devices of site %s; metrics on http://%s:%d/metrics",
                  len(site.devices), site.name, self.exporter.host, self.exporter.port)
         self.notifier.ready(self._status_line())
@@ -179,6 +191,8 @@ class Daemon:
             await self._loop(scheduler, energy_store)
         finally:
             self.notifier.stopping()
+            for source in self.sources:
+                await source.stop(3.0)
             await scheduler.stop()
             self._tick(energy_store)
             for sink in self.sinks:
@@ -255,7 +269,7 @@ class Daemon:
             return
         self.site = site
         self.store.forget(set(site.devices))
-        scheduler.set_devices(list(site.devices.values()))
+        scheduler.set_devices(polled_devices(site))
         self._changed = True
         log.info("config reloaded: %d devices", len(site.devices))
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import aiomqtt
 from prometheus_client.metrics_core import Metric
 
-from dcim.config import BmsPoint, MqttExporter
-from dcim.errors import ConfigError
+from dcim.config import MqttExporter
 from dcim.exporters.mqtt import auth_refused, default_client_id, make_client
 from dcim.exporters.prometheus_metrics import counter, gauge
 from dcim.points import POINTS, check_range
@@ -73,27 +72,6 @@ def parse_value(payload: bytes) -> tuple[float | None, float | None, str | None]
     return float(value), seconds, None
 
 
-def check_mapping(points: tuple[BmsPoint, ...], site: Site) -> list[str]:
-    """Config errors of the BMS point mapping (unknown device, point not of its kind)."""
-    errors = []
-    seen: set[str] = set()
-    for i, p in enumerate(points):
-        where = f"exporters.mqtt.bms.points[{i}]"
-        if p.topic in seen:
-            errors.append(f"{where}.topic: '{p.topic}' is mapped twice")
-        seen.add(p.topic)
-        device = site.devices.get(p.device)
-        if device is None:
-            errors.append(f"{where}.device: unknown device '{p.device}'")
-            continue
-        spec = POINTS.get(p.point)
-        if spec is None:
-            errors.append(f"{where}.point: unknown point '{p.point}'")
-        elif device.kind not in spec.kinds:
-            errors.append(f"{where}.point: a {device.kind} has no point '{p.point}'")
-    return errors
-
-
 class BmsSource:
     """Subscribes to the mapped topics and turns messages into PollResults."""
 
@@ -102,10 +80,7 @@ class BmsSource:
     def __init__(self, config: MqttExporter, site: Site,
                  on_result: Callable[[DeviceSpec, PollResult], None],
                  clock: Callable[[], float] = time.time):
-        assert config.bms is not None
-        errors = check_mapping(config.bms.points, site)
-        if errors:
-            raise ConfigError(errors)
+        assert config.bms is not None  # its mapping was checked with the site (dcim.site)
         self.config = config
         self.site = site
         self.on_result = on_result
