@@ -11,130 +11,60 @@ been spooled before the kill is lost.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from daemon_process import DaemonProcess
 from servers import (
     ExportedSeries,
     MosquittoServer,
     VictoriaMetricsServer,
     free_port,
-    http_request,
     wait_until,
 )
+
+from dcim.sim.child import SimulatorProcess
 
 INTERVAL_S = 1.0
 MAX_GAP_MS = 3.5 * INTERVAL_S * 1000  # interval plus jitter and a slow poll
 
 
-class Simulator:
-    """`dcim simulate --preset tiny` as a subprocess."""
-
-    def __init__(self, workdir: Path):
-        self.config = workdir / "sim.yaml"
-        self.log = (workdir / "sim.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dcim", "simulate", "--preset", "tiny",
-             "--write-config", str(self.config), "--control", "127.0.0.1:0"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: "ready" in (workdir / "sim.log").read_text(), 30, what="simulator ready")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
+def influx_daemon(workdir: Path, sim: SimulatorProcess, vm: VictoriaMetricsServer,
+                  **exporters: Any) -> DaemonProcess:
+    """`dcim run` on the simulator's site, 1 s polling, InfluxDB pointed at VictoriaMetrics."""
+    influx = {"url": vm.url, "org": "dcim", "bucket": "dcim", "token": "t",
+              "flush_interval": "1s", "max_backoff": "2s"}
+    return DaemonProcess(
+        workdir, sim.config,
+        polling={"interval": f"{INTERVAL_S}s", "timeout": "400ms", "retries": 0, "max_age": "5s"},
+        exporters={"influxdb": influx, **exporters})
 
 
-class Daemon:
-    """`dcim run` on a copy of the simulator's config with InfluxDB pointed at VictoriaMetrics."""
-
-    def __init__(self, workdir: Path, sim: Simulator, vm: VictoriaMetricsServer,
-                 **exporters: Any):
-        data: dict[str, Any] = yaml.safe_load(sim.config.read_text())
-        self.port = free_port()
-        data["polling"] = {"interval": f"{INTERVAL_S}s", "timeout": "400ms", "retries": 0,
-                           "max_age": "5s"}
-        data["state_dir"] = str(workdir / "state")
-        data["exporters"] = {
-            "prometheus": {"listen": f"127.0.0.1:{self.port}"},
-            "influxdb": {"url": vm.url, "org": "dcim", "bucket": "dcim", "token": "t",
-                         "flush_interval": "1s", "max_backoff": "2s"},
-            **exporters,
-        }
-        self.config = workdir / "site.yaml"
-        self.config.write_text(yaml.safe_dump(data))
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = (self.workdir / f"dcim-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dcim", "run", "--config",
-                                      str(self.config)], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        wait_until(lambda: self.metrics().get("dcim_influx_points_queued") is not None, 30,
-                   what="dcim /metrics with the influx sink")
-
-    def metrics(self) -> dict[str, float]:
-        """Unlabelled samples (and the first sample of labelled ones) by name."""
-        status, body = http_request(f"http://127.0.0.1:{self.port}/metrics", timeout=5)
-        assert status == 200
-        out: dict[str, float] = {}
-        for line in body.decode().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name, _, value = line.rpartition(" ")
-            out.setdefault(name.split("{")[0], float(value))
-            out[name] = float(value)
-        return out
-
-    def devices_up(self) -> int:
-        return sum(1 for k, v in self.metrics().items()
-                   if k.startswith("dcim_device_up{") and v == 1.0)
-
-    def terminate(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(20) == 0
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+def devices_up(daemon: DaemonProcess) -> int:
+    """How many devices dcim reports up."""
+    return sum(1 for k, v in daemon.metrics().items() if k.startswith("dcim_device_up{") and v == 1.0)
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Iterator[Simulator]:
-    simulator = Simulator(tmp_path)
+def sim(tmp_path: Path) -> Iterator[SimulatorProcess]:
+    simulator = SimulatorProcess.start("tiny", tmp_path / "sim.yaml")
     yield simulator
     simulator.stop()
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, sim: Simulator,
-           victoria_metrics: VictoriaMetricsServer) -> Iterator[Daemon]:
-    d = Daemon(tmp_path, sim, victoria_metrics)
+def daemon(tmp_path: Path, sim: SimulatorProcess,
+           victoria_metrics: VictoriaMetricsServer) -> Iterator[DaemonProcess]:
+    d = influx_daemon(tmp_path, sim, victoria_metrics)
     yield d
-    if d.proc is not None and d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait(10)
+    d.close()
 
 
-def _drained(daemon: Daemon) -> bool:
+def _drained(daemon: DaemonProcess) -> bool:
     m = daemon.metrics()
     return m["dcim_influx_points_queued"] == 0 and m.get("dcim_influx_up") == 1.0
 
@@ -174,7 +104,7 @@ def _gaps(stamps: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(stamps) if b - a > MAX_GAP_MS]
 
 
-def test_endpoint_outage_loses_and_duplicates_nothing(daemon: Daemon,
+def test_endpoint_outage_loses_and_duplicates_nothing(daemon: DaemonProcess,
                                                       victoria_metrics: VictoriaMetricsServer) -> None:
     daemon.start()
     time.sleep(6)
@@ -185,12 +115,12 @@ def test_endpoint_outage_loses_and_duplicates_nothing(daemon: Daemon,
     assert during["dcim_influx_points_queued"] > 0
     assert during["dcim_influx_up"] == 0.0
     assert during["dcim_influx_oldest_unsent_age_seconds"] > 5
-    assert daemon.devices_up() == 7  # polling carries on
+    assert devices_up(daemon) == 7  # polling carries on
     time.sleep(13)
     outage_end = time.time()
     victoria_metrics.start()
     wait_until(lambda: _drained(daemon), 60, what="spool drained after the outage")
-    daemon.terminate()
+    assert daemon.stop() == 0
 
     polls = _polls(victoria_metrics)
     assert set(polls) == {"r01-pdu-a", "r01-pdu-b", "r02-pdu-a", "r02-pdu-b", "cdu-1", "main-1",
@@ -202,7 +132,7 @@ def test_endpoint_outage_loses_and_duplicates_nothing(daemon: Daemon,
         assert len(inside) >= (outage_end - outage_start) / INTERVAL_S * 0.7, device
 
 
-def test_kill9_mid_outage_resends_only_unsent(daemon: Daemon,
+def test_kill9_mid_outage_resends_only_unsent(daemon: DaemonProcess,
                                               victoria_metrics: VictoriaMetricsServer) -> None:
     daemon.start()
     time.sleep(5)
@@ -219,7 +149,7 @@ def test_kill9_mid_outage_resends_only_unsent(daemon: Daemon,
     time.sleep(8)
     victoria_metrics.start()
     wait_until(lambda: _drained(daemon), 60, what="spool drained after restart")
-    daemon.terminate()
+    assert daemon.stop() == 0
 
     polls = _polls(victoria_metrics)
     for device, stamps in polls.items():
@@ -235,34 +165,33 @@ def test_kill9_mid_outage_resends_only_unsent(daemon: Daemon,
         assert after <= (restarted_at + 6.0) * 1000, device
 
 
-def test_bad_endpoints_never_stop_polling(tmp_path: Path, sim: Simulator,
+def test_bad_endpoints_never_stop_polling(tmp_path: Path, sim: SimulatorProcess,
                                           victoria_metrics: VictoriaMetricsServer,
                                           mosquitto_factory: Any) -> None:
     """Unreachable InfluxDB, a broker refusing the password, an unusable spool path: dcim polls,
     serves /metrics, exports each problem and logs it once."""
     broker: MosquittoServer = mosquitto_factory(users={"dcim": "right"})
     (tmp_path / "not-a-dir").write_text("x")
-    d = Daemon(tmp_path, sim, victoria_metrics,
-               influxdb={"url": f"http://127.0.0.1:{free_port()}", "org": "o", "bucket": "b",
-                         "token": "t", "flush_interval": "1s", "max_backoff": "2s",
-                         "spool": str(tmp_path / "not-a-dir" / "spool.db")},
-               mqtt={"host": broker.host, "port": broker.port, "username": "dcim",
-                     "password": "s3cret-xyz", "dsx": True})
+    d = influx_daemon(tmp_path, sim, victoria_metrics,
+                      influxdb={"url": f"http://127.0.0.1:{free_port()}", "org": "o",
+                                "bucket": "b", "token": "t", "flush_interval": "1s",
+                                "max_backoff": "2s",
+                                "spool": str(tmp_path / "not-a-dir" / "spool.db")},
+                      mqtt={"host": broker.host, "port": broker.port, "username": "dcim",
+                            "password": "s3cret-xyz", "dsx": True})
     try:
         d.start()
         time.sleep(8)
         m = d.metrics()
-        assert d.devices_up() == 7
+        assert devices_up(d) == 7
         assert m["dcim_influx_up"] == 0.0 and m["dcim_influx_spool_failed"] == 1.0
         assert m["dcim_influx_points_queued"] > 0
         assert m["dcim_mqtt_auth_failed"] == 1.0
         assert m["dcim_pue_ratio"] > 1.0
-        d.terminate()
+        assert d.stop() == 0
     finally:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-    log = (tmp_path / "dcim-1.log").read_text()
+        d.close()
+    log = d.log()
     assert log.count("cannot reach influxdb") == 1
     assert log.count("spool unavailable") == 1
     assert log.count("refused the credentials") == 1
