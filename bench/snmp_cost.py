@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import benchlib as bl
+import pyspy_top
 
 
 @dataclass
@@ -147,10 +148,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"  round {r + 1} {p.name:14} {rec['us_per_varbind']:7.1f} µs/varbind "
                           f"cpu {rec['cpu_s']:.2f}s wall {rec['wall']:.2f}s "
                           f"agents {rec['agents_cpu_s']:.2f}s failed {rec['failed']}", flush=True)
-            if args.profile:
-                for p in pollers:
-                    if p.name.startswith("dcim"):
-                        profile_round(p, args, workdir)
+            for p in pollers:
+                if p.name.removeprefix("dcim-") in args.profile:
+                    profile_round(p, args, workdir)
         finally:
             for p in pollers:
                 p.stop()
@@ -161,9 +161,10 @@ def profile_round(p: Poller, args: argparse.Namespace, workdir: Path) -> None:
     """Sample one extra round of a dcim worker with py-spy (raw collapsed stacks)."""
     pyspy = Path(bl.PYTHON).parent / "py-spy"
     if not pyspy.exists():
-        print("  (py-spy not installed in the venv: no profile)")
+        print("  (py-spy is not installed in the venv: no profile)")
         return
     out = workdir / f"profile-{p.name}.txt"
+    out.unlink(missing_ok=True)
     # native unwinding needs the target paused at each sample
     mode = ["--native"] if args.native else ["--nonblocking"]
     spy = subprocess.Popen([str(pyspy), "record", "--format", "raw", "--rate", "500",
@@ -173,7 +174,13 @@ def profile_round(p: Poller, args: argparse.Namespace, workdir: Path) -> None:
     p.command(args.polls, args.concurrency, args.rate)
     spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
     spy.wait(30)
+    if not out.exists():
+        print(f"  py-spy could not sample {p.name} (ptrace not allowed?): see {workdir / 'py-spy.log'}")
+        return
     print(f"  profile of {p.name}: {out}")
+    report = pyspy_top.report(out, 25)
+    (workdir / f"profile-{p.name}.summary.txt").write_text(report + "\n")
+    print("\n".join("    " + line for line in report.splitlines()[:14]))
 
 
 def summarize(records: list[dict[str, Any]], wire: dict[str, dict[str, float]],
@@ -235,10 +242,12 @@ def main() -> None:
     parser.add_argument("--engines", default="fast,pysnmp",
                         help="dcim workers to measure: DCIM_SNMP_ENGINE value, optionally +patch "
                              "names from bench/patches.py (fast+noraw+walk)")
-    parser.add_argument("--profile", action="store_true", help="py-spy one extra round per dcim engine")
+    parser.add_argument("--profile", default="",
+                        help="dcim workers (as in --engines) to sample with py-spy for one extra round")
     parser.add_argument("--native", action="store_true", help="with --profile: native frames too")
     args = parser.parse_args()
     args.engines = [e for e in args.engines.split(",") if e]
+    args.profile = [e for e in args.profile.split(",") if e]
     res = measure(args)
     print_table(res)
     print(f"stored: {bl.write_json('snmp_cost.json', res)}")

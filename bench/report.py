@@ -1,0 +1,102 @@
+"""Print the results table from bench/out/*.json (what bench/run writes), as Markdown."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import benchlib as bl
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = bl.OUT / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _ok(good: bool) -> str:
+    return "met" if good else "**missed**"
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    """(figure, target, measured, verdict) for every result present."""
+    out: list[tuple[str, str, str, str]] = []
+    cost = _load("snmp_cost.json")
+    if cost:
+        s = cost["summary"]
+        exp = s.get("snmp_exporter")
+        for name, v in s.items():
+            if name == "snmp_exporter":
+                continue
+            label = name.removeprefix("dcim-")
+            tag = ("" if label in ("fast", "pysnmp") else " (floor, bench/floor.py)"
+                   if label.startswith("floor") else " (modelled change, bench/patches.py)")
+            ratio = v["ratio_vs_snmp_exporter"]
+            verdict = _ok(ratio <= 1.0) if label == "fast" else ""
+            out.append((f"poll cost, dcim {label}{tag}", "ratio <= 1.0" if label == "fast" else "",
+                        f"{v['us_per_varbind']:.1f} µs/varbind, ratio {ratio:.2f}", verdict))
+        if exp:
+            out.append(("poll cost, snmp_exporter 0.21", "",
+                        f"{exp['us_per_varbind']:.1f} µs/varbind", ""))
+            agents = max(v["agents_util"] for v in s.values())
+            out.append((f"agents ({cost['agents']} snmpd) CPU during a round", "not the bottleneck",
+                        f"<= {agents:.0%} of one core in all", _ok(agents < 0.9)))
+    scale = _load("scale.json")
+    if scale:
+        misses = scale["overruns"] + scale["errors"]
+        out += [
+            (f"scale {scale['devices']} devices / 10 s: dcim CPU", "< 50% of one core",
+             f"{scale['dcim_cpu_pct']:.1f}% ({scale['dcim_cpu_pct_without_scrapes']:.1f}% "
+             "without scrapes)", _ok(scale["dcim_cpu_pct"] < 50)),
+            ("scale: dcim RSS", "< 200 MB", f"{scale['rss_max_mb']:.0f} MB max",
+             _ok(scale["rss_max_mb"] < 200)),
+            ("scale: missed deadlines (overruns + errors)", "0",
+             f"{misses:.0f} ({scale['polls']:.0f} of {scale['polls_expected']:.0f} polls)",
+             _ok(misses == 0)),
+            ("scale: poll duration p50 / p99", "", f"{scale['poll_duration_p50_s'] * 1000:.0f} / "
+             f"{scale['poll_duration_p99_s'] * 1000:.0f} ms", ""),
+            ("scale: data age p50 / p99 / max", "<= interval + deadline",
+             f"{scale['data_age_p50_s']:.1f} / {scale['data_age_p99_s']:.1f} / "
+             f"{scale['data_age_max_s']:.1f} s", _ok(scale["data_age_max_s"] <= 12.5)),
+            ("scale: simulator CPU", "not the bottleneck", f"{scale['sim_cpu_pct']:.1f}% of one core",
+             _ok(scale["sim_cpu_pct"] < 90)),
+        ]
+    spot = _load("spotcheck.json")
+    if spot:
+        t = spot["timing"]
+        out += [
+            (f"spot check `dcim pue` ({spot['devices']} devices), wall", "< 1.5 s",
+             f"{t['mean_s']:.2f} s mean, {t['max_s']:.2f} s max", _ok(t["max_s"] < 1.5)),
+            ("spot check: imports (`-X importtime`)", "",
+             f"{spot['imports_pue']['total_ms']:.0f} ms (pue), "
+             f"{spot['imports_help']['total_ms']:.0f} ms (--help)", ""),
+        ]
+    fresh = _load("freshness.json")
+    if fresh and fresh["median_s"] is not None:
+        limit = fresh["interval_s"] + 1
+        out.append(("freshness: load change -> /metrics", f"<= {limit:g} s",
+                    f"median {fresh['median_s']:.1f} s, max {fresh['max_s']:.1f} s "
+                    f"({len(fresh['trials'])} trials)",
+                    _ok(fresh["max_s"] <= limit and not fresh["missed"])))
+    return out
+
+
+def table() -> str:
+    """The Markdown table, with the machine it ran on."""
+    m = next((d["machine"] for n in ("snmp_cost.json", "scale.json", "spotcheck.json",
+                                     "freshness.json") if (d := _load(n))), bl.machine())
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, Python {m['python']}; "
+             f"{m['date']}", "", "| figure | target | measured | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Print the table and store it as bench/out/results.md."""
+    text = table()
+    print(text)
+    (bl.OUT / "results.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
+
