@@ -270,7 +270,7 @@ def demo(
     interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 5.0,
 ) -> None:
     """Simulated 18 MW hall polled through dcim, with a live terminal view."""
-    from dcim.sim.command import run_demo
+    from dcim.demo import run_demo
 
     raise typer.Exit(run_demo(duration=duration, once=once, seed=seed, interval=interval))
 

@@ -1,15 +1,21 @@
-"""The demo's terminal view: PUE against target, power, racks nearest their cap, CDUs, problems.
+"""`dcim demo`: the simulated hall-18mw served on loopback, the daemon polling it, a live view.
 
-The view only renders a `Snapshot` (plus optional simulator truth); where the snapshot comes
-from is the caller's business (a spot-check loop today, the daemon's latest state later).
+The view renders the daemon's latest `Snapshot` (plus the simulator's truth beside it): PUE
+against target, power, the racks nearest their cap, CDUs and active problems.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -161,3 +167,97 @@ def plain(snapshot: Snapshot, info: DemoInfo) -> str:
     lines += [f"  {p}" for p in found] or ["  none"]
     lines.append(f"control API {info.control_url}, config {info.config}")
     return "\n".join(lines)
+
+
+DEMO_PRESET = "hall-18mw"
+
+
+def run_demo(duration: float | None = None, once: bool = False, seed: int = 1,
+             interval: float = 5.0, out: TextIO = sys.stdout) -> int:
+    """Start the hall-18mw simulator as a child, run the daemon against it, show it live."""
+    import shutil
+    import tempfile
+
+    from dcim.sim.child import SimulatorFailed, SimulatorProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="dcim-demo-"))
+    config = workdir / f"{DEMO_PRESET}.yaml"
+    try:
+        sim = SimulatorProcess.start(DEMO_PRESET, config, seed)
+    except SimulatorFailed as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"dcim demo: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_demo(sim, config, workdir, duration, once, interval, out))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sim.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _demo(sim: Any, config: Path, workdir: Path, duration: float | None, once: bool,
+                interval: float, out: TextIO) -> int:
+    """Run the daemon (the real code path: scheduler, drivers, compute) and render its snapshots."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from dcim.daemon.runtime import Daemon
+
+    loop = asyncio.get_running_loop()
+    daemon = Daemon(config, listen="127.0.0.1:0", state_dir=workdir, signals=False)
+    task = asyncio.create_task(daemon.run())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, daemon.stop)
+    truth: dict[str, Any] | None = None
+
+    def info() -> DemoInfo:
+        snap = daemon.published.snapshot if daemon.published else None
+        durations = [d.poll_duration for d in snap.devices.values()
+                     if d.poll_duration is not None] if snap else []
+        return DemoInfo(sim.control_url, str(config), max(durations) if durations else None, truth)
+
+    async def refresh_truth() -> None:
+        nonlocal truth
+        with contextlib.suppress(OSError, ValueError):
+            truth = await loop.run_in_executor(None, sim.get, "/truth")
+
+    def complete() -> bool:
+        pub = daemon.published
+        return pub is not None and all(d.last_poll is not None for d in pub.snapshot.devices.values())
+
+    try:
+        while daemon.exporter is None or daemon.exporter.port == 0:
+            if task.done():
+                return int(task.result())
+            await asyncio.sleep(0.05)
+        print(f"simulated {DEMO_PRESET} hall: control API {sim.control_url} (GET /truth), "
+              f"config {config}, dcim metrics http://127.0.0.1:{daemon.exporter.port}/metrics",
+              file=out, flush=True)
+        deadline = None if duration is None else time.monotonic() + duration
+        started = time.monotonic()
+        while not complete() and time.monotonic() - started < 30 and not task.done():
+            await asyncio.sleep(0.2)
+        if once or not out.isatty():
+            while not task.done():
+                await refresh_truth()
+                if daemon.published is not None:
+                    print(plain(daemon.published.snapshot, info()), file=out, flush=True)
+                if once or (deadline is not None and time.monotonic() + interval > deadline):
+                    return 0
+                await asyncio.wait({task}, timeout=interval)
+            return int(task.result())
+        with Live(render(None, info()), console=Console(file=out), refresh_per_second=2) as live:
+            while not task.done() and (deadline is None or time.monotonic() < deadline):
+                await refresh_truth()
+                live.update(render(daemon.published.snapshot if daemon.published else None,
+                                   info()))
+                await asyncio.wait({task}, timeout=1.0)
+        return 0 if not task.done() else int(task.result())
+    finally:
+        daemon.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from dcim.compute import compute
 from dcim.config import parse_config
 from dcim.daemon.notify import Notifier
-from dcim.daemon.scheduler import Health, Scheduler, deadline_for, next_delay
+from dcim.daemon.scheduler import Scheduler, deadline_for, next_delay
 from dcim.exporters.prometheus_metrics import Published, render
+from dcim.health import Health
 from dcim.profile import ProfileRegistry, SnmpProfile
 from dcim.readings import PollResult, failed
 from dcim.site import DeviceSpec, Site, build_site, restrict_to_shard, shard_of

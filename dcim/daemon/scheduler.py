@@ -12,39 +12,15 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from dcim.drivers.poller import Poller
+from dcim.health import DeviceHealth, Health
 from dcim.readings import PollResult
 from dcim.site import DeviceSpec
 
 log = logging.getLogger("dcim.scheduler")
 
 MAX_BACKOFF_S = 60.0
-
-
-@dataclass
-class DeviceHealth:
-    """Counters for one device, exported as dcim_device_* series."""
-
-    polls: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    invalid: dict[str, int] = field(default_factory=dict)
-    overruns: int = 0
-    down_since: float | None = None
-    failures: int = 0
-
-
-@dataclass
-class Health:
-    """Self-health of the poller, read by the Prometheus exporter."""
-
-    devices: dict[str, DeviceHealth] = field(default_factory=dict)
-    last_progress: float = field(default_factory=time.monotonic)
-
-    def device(self, device_id: str) -> DeviceHealth:
-        """The counters of one device (created on first use)."""
-        return self.devices.setdefault(device_id, DeviceHealth())
 
 
 _UNSUPPORTED = ("noSuchObject", "noSuchInstance", "noSuchName", "no rows", "not returned",

@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
-from dcim.daemon.scheduler import Health
 from dcim.errors import ConfigError
 from dcim.exporters.prometheus_metrics import Published, render
+from dcim.health import Health
 
 log = logging.getLogger("dcim.prometheus")
 

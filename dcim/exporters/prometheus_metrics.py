@@ -15,7 +15,7 @@ from prometheus_client.metrics_core import Metric
 from dcim import __version__
 from dcim.compute import Snapshot
 from dcim.compute.energy import DeviceEnergy, Totals
-from dcim.daemon.scheduler import Health
+from dcim.health import Health
 from dcim.site import Site
 
 # Canonical point -> (metric suffix, multiplier to base unit, label for per-row values).
