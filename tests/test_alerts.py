@@ -91,6 +91,13 @@ def test_promtool_unit_tests_pass() -> None:
     assert result.stdout.count("SUCCESS") == len(TEST_FILES), result.stdout
 
 
+def test_vmalert_accepts_the_rules() -> None:
+    """VictoriaMetrics' rule engine (a campus on a VictoriaMetrics cluster) loads them too."""
+    vmalert = require_binary("vmalert", "victoria-metrics")
+    result = _run(vmalert, "-dryRun", "-rule=" + str(ALERTS / "rules" / "*.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_broken_unit_test_fails(tmp_path: Path) -> None:
     """The unit tests can fail: expecting the leak alert to stay quiet makes promtool say so."""
     tests = yaml.safe_load((ALERTS / "tests" / "cooling_test.yml").read_text())
@@ -180,6 +187,8 @@ def test_pages_are_the_documented_ones() -> None:
     critical = {n for n, r in alerts.items() if r["labels"]["severity"] == "critical"}
     assert {"DcimRackPowerOverCap", "DcimCduLeak", "DcimDown", "DcimAbsent"} <= critical
     assert "for" not in alerts["DcimCduLeak"]
+    # ... and a silent leak sensor keeps the page open (portable form of keep_firing_for)
+    assert alerts["DcimCduLeak"]["expr"].startswith("max_over_time(dcim_cdu_leak_detected[15m])")
     assert alerts["DcimRackPowerContinuousHigh"]["for"] == "3h"
     assert alerts["DcimRackPowerNearCap"]["for"] == "5m"
     assert alerts["DcimPueWithheld"]["for"] == "10m"

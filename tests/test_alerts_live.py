@@ -390,7 +390,7 @@ def test_rules_dashboards_and_alertmanager_on_a_live_site(
     wait_delivered(webhook, "dcim-pager", "DcimDown", instance=daemon.address)
     wait_firing(prometheus, "DcimAbsent", job="dcim")
     wait_firing(prometheus, "DcimSiteNotReporting", site=SITE)
-    # A leak sensor that stops reporting keeps the page open (keep_firing_for).
+    # A leak sensor that stops reporting keeps the page open (max_over_time over 15 minutes).
     assert any(a["alertname"] == "DcimCduLeak" for a in firing(prometheus))
 
 
@@ -401,7 +401,7 @@ def test_the_test_copy_only_changes_timing() -> None:
         copy = yaml.safe_load(text)
         for group_s, group_c in zip(shipped["groups"], copy["groups"], strict=True):
             for rule_s, rule_c in zip(group_s["rules"], group_c["rules"], strict=True):
-                for key in ("alert", "record", "labels", "annotations", "keep_firing_for"):
+                for key in ("alert", "record", "labels", "annotations"):
                     assert rule_s.get(key) == rule_c.get(key)
                 expr = rule_s["expr"]
                 for alert, shipped_text, test_text in TEST_EDITS:
