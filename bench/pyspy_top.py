@@ -29,6 +29,13 @@ LAYERS = [
     ("asyncio event loop, sockets", "asyncio/"),
     ("asyncio event loop, sockets", "selectors.py"),
     ("bench driver", "dcim_worker.py"),
+    ("compute core", "dcim/compute/"),
+    ("exporters (/metrics, sinks)", "dcim/exporters/"),
+    ("prometheus_client", "prometheus_client/"),
+    ("daemon (runtime, scheduler, energy)", "dcim/daemon/"),
+    ("state store", "dcim/state.py"),
+    ("pymodbus", "pymodbus/"),
+    ("modbus driver", "dcim/drivers/modbus.py"),
 ]
 
 
@@ -63,6 +70,14 @@ def layer_of(frames: list[tuple[str, str]]) -> str:
 def report(path: Path, top: int) -> str:
     """A text report: layers, then top functions by self and by inclusive time."""
     stacks = parse(path)
+    native = any(".so" in file for frames, _ in stacks for _, file in frames)
+    waiting = 0
+    if not native:
+        # Without native frames py-spy's idle test is the thread's OS state, and a loop that
+        # wakes hundreds of times a second is often caught "running" in epoll_wait: count
+        # those samples apart rather than as work.
+        waiting = sum(n for frames, n in stacks if frames[-1][1].endswith("selectors.py"))
+        stacks = [(f, n) for f, n in stacks if not f[-1][1].endswith("selectors.py")]
     total = sum(n for _, n in stacks) or 1
     self_t: Counter[str] = Counter()
     incl: Counter[str] = Counter()
@@ -73,7 +88,9 @@ def report(path: Path, top: int) -> str:
         for key in {f"{f} ({fl})" for f, fl in frames}:
             incl[key] += n
         layers[layer_of(frames)] += n
-    out = [f"{path.name}: {total} samples", "", "self time by layer (innermost dcim/asyncio frame):"]
+    out = [f"{path.name}: {total} samples"
+           + (f" (+{waiting} in epoll_wait, left out)" if waiting else ""),
+           "", "self time by layer (innermost dcim/asyncio frame):"]
     out += [f"  {n / total:6.1%}  {name}" for name, n in layers.most_common()]
     out += ["", f"top {top} by self time:"]
     out += [f"  {n / total:6.1%}  {k}" for k, n in self_t.most_common(top)]

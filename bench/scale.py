@@ -16,10 +16,13 @@ and /metrics scraped every 15 s like Prometheus would. From the scrapes:
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import benchlib as bl
+import pyspy_top
 import simproc
 
 FAMILIES = {"dcim_device_polls_total", "dcim_device_poll_errors_total",
@@ -30,6 +33,23 @@ FAMILIES = {"dcim_device_polls_total", "dcim_device_poll_errors_total",
 def totals(m: dict[str, dict[str, float]], name: str) -> float:
     """Sum of one family over devices."""
     return sum(m[name].values())
+
+
+def profile_daemon(pid: int, seconds: float, workdir: Path) -> None:
+    """Sample the daemon with py-spy after the measured window (it would perturb it)."""
+    pyspy = Path(bl.PYTHON).parent / "py-spy"
+    if not pyspy.exists():
+        print("  (py-spy is not installed in the venv: no profile)")
+        return
+    out = workdir / "profile-dcim-run.txt"
+    out.unlink(missing_ok=True)
+    subprocess.run([str(pyspy), "record", "--format", "raw", "--rate", "200", "--nonblocking",
+                    "--pid", str(pid), "--duration", str(int(seconds)), "--output", str(out)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    if out.exists():
+        report = pyspy_top.report(out, 30)
+        (workdir / "profile-dcim-run.summary.txt").write_text(report + "\n")
+        print("\n".join("    " + line for line in report.splitlines()[:16]))
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,6 +90,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     ages += [float("inf")] * (devices - len(stamps))
                 time.sleep(1)
             c1, s1, w1 = bl.cpu_seconds(pid), bl.total_cpu(sim_pids), time.monotonic()
+            if args.profile:
+                profile_daemon(pid, args.profile, workdir)
             scrapes = d.scrapes[1:]  # the warm-up scrape is outside the window
             rss_end = bl.rss_bytes(pid)
     window = w1 - w0
@@ -134,6 +156,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=30)
     parser.add_argument("--duration", type=float, default=300)
     parser.add_argument("--scrape-interval", type=float, default=15)
+    parser.add_argument("--profile", type=float, default=0,
+                        help="seconds of py-spy sampling of the daemon after the window")
     args = parser.parse_args()
     res = measure(args)
     print_table(res)
