@@ -76,7 +76,7 @@ NO_DATA_ON_TINY = {
 # --- the stack ---------------------------------------------------------------------------------
 
 
-def test_rules() -> dict[str, str]:
+def rules_for_test() -> dict[str, str]:
     """The rule files as Prometheus loads them in this test: shipped text, test timing."""
     out = {}
     for path in sorted(RULES.glob("*.yml")):
@@ -96,9 +96,6 @@ def test_rules() -> dict[str, str]:
                         rule["expr"] = rule["expr"].replace(shipped, test)
         out[path.name] = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     return out
-
-
-test_rules.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 def alertmanager_config(webhook: WebhookReceiver) -> str:
@@ -201,7 +198,7 @@ def stack(daemon: Daemon, webhook: WebhookReceiver,
           alertmanager_factory: Callable[..., AlertmanagerServer],
           ) -> tuple[PrometheusServer, AlertmanagerServer]:
     alertmanager = alertmanager_factory(alertmanager_config(webhook))
-    prometheus = prometheus_factory(targets=[daemon.address], job="dcim", rules=test_rules(),
+    prometheus = prometheus_factory(targets=[daemon.address], job="dcim", rules=rules_for_test(),
                                     alertmanagers=[alertmanager.url])
     return prometheus, alertmanager
 
@@ -396,7 +393,7 @@ def test_rules_dashboards_and_alertmanager_on_a_live_site(
 
 def test_the_test_copy_only_changes_timing() -> None:
     """Guard for the test above: the rule copy differs from the shipped rules in timing only."""
-    for name, text in test_rules().items():
+    for name, text in rules_for_test().items():
         shipped = yaml.safe_load((RULES / name).read_text())
         copy = yaml.safe_load(text)
         for group_s, group_c in zip(shipped["groups"], copy["groups"], strict=True):
