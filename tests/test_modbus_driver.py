@@ -189,3 +189,25 @@ def test_coalesce_rules() -> None:
         Block("holding", 0, 125), Block("holding", 125, 125), Block("holding", 250, 50)]
     point = PROFILE.points["current_a"]
     assert registers_needed([point]) == {("input", a) for a in (100, 101, 102, 104)}
+
+
+async def test_rtu_over_tcp_through_a_gateway() -> None:
+    """A serial-to-Ethernet gateway passing raw RTU frames (with CRC) over TCP."""
+    from pymodbus.framer import FramerType
+
+    recorder = Recorder()
+    port = _free_port()
+    server = ModbusTcpServer([_device(7, recorder)], address=("127.0.0.1", port),
+                             framer=FramerType.RTU)
+    await server.serve_forever(background=True)
+    await asyncio.sleep(0.1)
+    poller = Poller()
+    try:
+        device = DeviceSpec(id="rtu", profile=PROFILE, host="127.0.0.1", port=port, unit=7,
+                            interval=10.0, timeout=1.0, retries=0, max_age=30.0, framer="rtu")
+        result = await poller.poll(device, only=frozenset({"power_w", "energy_wh"}))
+    finally:
+        await poller.close()
+        await server.shutdown()
+    assert result.up, result.error
+    assert result.values == {"power_w": pytest.approx(123_250), "energy_wh": 987_654_321}

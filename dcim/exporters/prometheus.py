@@ -89,6 +89,14 @@ class _Collector:
         yield from render(self._exporter.published, self._exporter.health, self._exporter.extra)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scraper hanging up or speaking plain HTTP to TLS is not worth a traceback.
+        log.debug("request from %s failed", client_address, exc_info=True)
+
+
 LANDING = """<!doctype html><html><head><title>dcim</title></head><body>
 <h1>dcim</h1><p>Site <b>{site}</b>. Live PUE: <b>{pue}</b> ({status}, coverage {coverage}).</p>
 <p><a href="/metrics">/metrics</a></p></body></html>"""
@@ -158,10 +166,12 @@ class PrometheusExporter:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.address_string(), *args)
 
-        server = ThreadingHTTPServer((self.host, self.port), Handler)
-        server.daemon_threads = True
+        server = _Server((self.host, self.port), Handler)
         if self.web.ssl_context is not None:
-            server.socket = self.web.ssl_context.wrap_socket(server.socket, server_side=True)
+            # Handshake in the handler thread, so a client that never speaks TLS cannot block
+            # the accept loop (and with it every other scrape).
+            server.socket = self.web.ssl_context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False)
         self.port = server.server_address[1]
         self._server = server
         threading.Thread(target=server.serve_forever, name="prometheus", daemon=True).start()
