@@ -34,6 +34,8 @@ class PointSpec:
     counter: bool = False
     # Power of a rack device is bounded by the rack cap (checked with the cap, not here).
     rack_power: bool = False
+    # What the rows of a per-row value are (label name in exports): phase, outlet, ...
+    row_label: str = "row"
 
 
 def _p(
@@ -46,10 +48,10 @@ def _p(
     *,
     counter: bool = False,
     rack_power: bool = False,
+    row_label: str = "row",
 ) -> PointSpec:
-    return PointSpec(
-        name, unit, frozenset(Kind(k) for k in kinds.split()), help, low, high, counter, rack_power
-    )
+    return PointSpec(name, unit, frozenset(Kind(k) for k in kinds.split()), help, low, high,
+                     counter, rack_power, row_label)
 
 
 POINTS: dict[str, PointSpec] = {
@@ -59,11 +61,15 @@ POINTS: dict[str, PointSpec] = {
         _p("energy_wh", "Wh", "pdu meter chiller ups", "Cumulative active energy", 0, counter=True),
         _p("apparent_power_va", "VA", "pdu meter ups", "Apparent power", 0),
         _p("power_factor", "1", "pdu meter", "Power factor", 0, 1.0),
-        _p("current_a", "A", "pdu meter ups", "RMS current per phase or line", 0, 10_000),
-        _p("voltage_v", "V", "pdu meter ups", "RMS voltage per phase", 0, 100_000),
+        _p("current_a", "A", "pdu meter ups", "RMS current per phase or line", 0, 10_000,
+           row_label="phase"),
+        _p("voltage_v", "V", "pdu meter ups", "RMS voltage per phase", 0, 100_000,
+           row_label="phase"),
         _p("frequency_hz", "Hz", "pdu meter ups", "Line frequency", 40, 70),
-        _p("outlet_power_w", "W", "pdu", "Active power per outlet", 0, 100_000),
-        _p("outlet_current_a", "A", "pdu", "RMS current per outlet", 0, 1_000),
+        _p("outlet_power_w", "W", "pdu", "Active power per outlet", 0, 100_000,
+           row_label="outlet"),
+        _p("outlet_current_a", "A", "pdu", "RMS current per outlet", 0, 1_000,
+           row_label="outlet"),
         _p("load_state", "1", "pdu", "Load state (0 normal, 1 low, 2 near overload, 3 overload)",
            0, 3),
         _p("input_power_w", "W", "ups", "Input active power", 0),

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dcim.compute import compute
+from dcim.compute.snapshot import Published
 from dcim.config import parse_config
-from dcim.exporters.prometheus_metrics import Published
 from dcim.profile import ProfileRegistry
 from dcim.readings import PointValue, PollResult
 from dcim.site import Site, build_site

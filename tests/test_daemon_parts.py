@@ -11,10 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from dcim.compute import compute
+from dcim.compute.snapshot import Published
 from dcim.config import parse_config
 from dcim.daemon.notify import Notifier
 from dcim.daemon.scheduler import Scheduler, deadline_for, next_delay
-from dcim.exporters.prometheus_metrics import Published, render
+from dcim.exporters.prometheus_metrics import render
 from dcim.health import Health
 from dcim.profile import ProfileRegistry, SnmpProfile
 from dcim.readings import PollResult, failed

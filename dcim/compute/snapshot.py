@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dcim.compute.energy import DeviceEnergy, Totals
 from dcim.readings import PointValue
+from dcim.site import Site
 
 PueStatus = Literal["ok", "degraded", "unavailable"]
 
@@ -98,4 +100,14 @@ class Snapshot:
     cdus: Mapping[str, CduCooling]
     devices: Mapping[str, DeviceStatus]
     overhead: Overhead
-    energy: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one compute tick hands to every sink (swapped in as a whole, never mutated)."""
+
+    site: Site
+    snapshot: Snapshot
+    totals: Totals = field(default_factory=lambda: Totals({}))
+    device_energy: Mapping[str, DeviceEnergy] = field(default_factory=dict)
+    shard: tuple[int, int] | None = None

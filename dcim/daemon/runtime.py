@@ -20,13 +20,13 @@ from prometheus_client.metrics_core import Metric
 
 from dcim.compute import compute
 from dcim.compute.energy import DeviceEnergy, Increment, Totals, add_increments, observe, role_of
+from dcim.compute.snapshot import Published
 from dcim.daemon.energy_store import EnergyStore, StateError
 from dcim.daemon.notify import Notifier
 from dcim.daemon.scheduler import Scheduler
 from dcim.drivers.poller import Poller
 from dcim.errors import ConfigError
 from dcim.exporters.prometheus import PrometheusExporter
-from dcim.exporters.prometheus_metrics import Published
 from dcim.health import Health
 from dcim.readings import PollResult
 from dcim.site import DeviceSpec, Site, load_site, restrict_to_shard

@@ -23,8 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dcim.compute.snapshot import DeviceStatus
-from dcim.exporters.prometheus_metrics import Published
+from dcim.compute.snapshot import DeviceStatus, Published
 
 ROOT = "BMS/v1/PUB"
 LEAK_STATES = ({"value": 0, "text": "NoLeak"}, {"value": 1, "text": "Leak"})

@@ -34,9 +34,10 @@ from typing import Any, Literal, TypeVar
 import aiohttp
 from prometheus_client.metrics_core import Metric
 
+from dcim.compute.snapshot import Published
 from dcim.config import InfluxExporter
 from dcim.exporters.influx_lines import LineMaker
-from dcim.exporters.prometheus_metrics import Published, counter, gauge
+from dcim.exporters.prometheus_metrics import counter, gauge
 from dcim.exporters.spool import Batch, MemorySpool, Outbox, SpoolError, SqliteSpool
 
 log = logging.getLogger("dcim.influx")

@@ -19,7 +19,8 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from dcim.exporters.prometheus_metrics import POINT_METRICS, Published
+from dcim.compute.snapshot import Published
+from dcim.points import POINTS
 
 Fields = dict[str, float | int]
 Tags = dict[str, str]
@@ -127,8 +128,8 @@ def device_entities(pub: Published, device_id: str) -> Iterator[Entity]:
     rows: dict[tuple[str, str], Fields] = {}
     for point, value in dev.values.items():
         if isinstance(value, Mapping):
-            spec = POINT_METRICS.get(point)
-            label = spec[2] if spec and spec[2] else "row"
+            spec = POINTS.get(point)
+            label = spec.row_label if spec else "row"
             for row, v in value.items():
                 rows.setdefault((label, str(row)), {})[point] = float(v)
         else:

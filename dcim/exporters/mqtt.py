@@ -25,10 +25,11 @@ from typing import Any
 import aiomqtt
 from prometheus_client.metrics_core import Metric
 
+from dcim.compute.snapshot import Published
 from dcim.config import MqttExporter
 from dcim.exporters.dsx import dsx_points
 from dcim.exporters.mqtt_layout import EventTracker, Message, state_messages
-from dcim.exporters.prometheus_metrics import Published, counter, gauge
+from dcim.exporters.prometheus_metrics import counter, gauge
 from dcim.site import Site
 
 log = logging.getLogger("dcim.mqtt")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcim.exporters.prometheus_metrics import Published
+from dcim.compute.snapshot import Published
 
 
 @dataclass(frozen=True, slots=True)

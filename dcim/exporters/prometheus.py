@@ -24,8 +24,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from dcim.compute.snapshot import Published
 from dcim.errors import ConfigError
-from dcim.exporters.prometheus_metrics import Published, render
+from dcim.exporters.prometheus_metrics import render
 from dcim.health import Health
 
 log = logging.getLogger("dcim.prometheus")

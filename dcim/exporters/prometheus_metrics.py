@@ -7,57 +7,44 @@ counters; nothing here computes PUE or totals. Series whose value is withheld ar
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from dcim import __version__
-from dcim.compute import Snapshot
-from dcim.compute.energy import DeviceEnergy, Totals
+from dcim.compute.snapshot import Published
 from dcim.health import Health
-from dcim.site import Site
+from dcim.points import POINTS
 
-# Canonical point -> (metric suffix, multiplier to base unit, label for per-row values).
+# Canonical point -> (metric suffix, multiplier to base unit); rows are labelled per POINTS.
 # The metric is dcim_<kind>_<suffix>{<kind>="<device id>"}, e.g. dcim_cdu_flow_liters_per_minute.
-POINT_METRICS: dict[str, tuple[str, float, str | None]] = {
-    "power_w": ("power_watts", 1.0, None),
-    "apparent_power_va": ("apparent_power_voltamperes", 1.0, None),
-    "power_factor": ("power_factor_ratio", 1.0, None),
-    "current_a": ("current_amperes", 1.0, "phase"),
-    "voltage_v": ("voltage_volts", 1.0, "phase"),
-    "frequency_hz": ("frequency_hertz", 1.0, None),
-    "outlet_power_w": ("outlet_power_watts", 1.0, "outlet"),
-    "outlet_current_a": ("outlet_current_amperes", 1.0, "outlet"),
-    "load_state": ("load_state", 1.0, None),
-    "input_power_w": ("input_power_watts", 1.0, None),
-    "output_power_w": ("output_power_watts", 1.0, None),
-    "load_ratio": ("load_ratio", 1.0, None),
-    "on_battery": ("on_battery", 1.0, None),
-    "battery_runtime_s": ("battery_runtime_seconds", 1.0, None),
-    "supply_temp_c": ("supply_temperature_celsius", 1.0, None),
-    "return_temp_c": ("return_temperature_celsius", 1.0, None),
-    "flow_lpm": ("flow_liters_per_minute", 1.0, None),
-    "pump_power_w": ("pump_power_watts", 1.0, None),
-    "diff_pressure_kpa": ("differential_pressure_pascals", 1000.0, None),
-    "leak": ("leak_detected", 1.0, None),
-    "heat_w": ("reported_heat_watts", 1.0, None),
-    "fault": ("fault", 1.0, None),
-    "cooling_w": ("cooling_watts", 1.0, None),
-    "chw_supply_temp_c": ("chilled_water_supply_temperature_celsius", 1.0, None),
-    "chw_return_temp_c": ("chilled_water_return_temperature_celsius", 1.0, None),
+POINT_METRICS: dict[str, tuple[str, float]] = {
+    "power_w": ("power_watts", 1.0),
+    "apparent_power_va": ("apparent_power_voltamperes", 1.0),
+    "power_factor": ("power_factor_ratio", 1.0),
+    "current_a": ("current_amperes", 1.0),
+    "voltage_v": ("voltage_volts", 1.0),
+    "frequency_hz": ("frequency_hertz", 1.0),
+    "outlet_power_w": ("outlet_power_watts", 1.0),
+    "outlet_current_a": ("outlet_current_amperes", 1.0),
+    "load_state": ("load_state", 1.0),
+    "input_power_w": ("input_power_watts", 1.0),
+    "output_power_w": ("output_power_watts", 1.0),
+    "load_ratio": ("load_ratio", 1.0),
+    "on_battery": ("on_battery", 1.0),
+    "battery_runtime_s": ("battery_runtime_seconds", 1.0),
+    "supply_temp_c": ("supply_temperature_celsius", 1.0),
+    "return_temp_c": ("return_temperature_celsius", 1.0),
+    "flow_lpm": ("flow_liters_per_minute", 1.0),
+    "pump_power_w": ("pump_power_watts", 1.0),
+    "diff_pressure_kpa": ("differential_pressure_pascals", 1000.0),
+    "leak": ("leak_detected", 1.0),
+    "heat_w": ("reported_heat_watts", 1.0),
+    "fault": ("fault", 1.0),
+    "cooling_w": ("cooling_watts", 1.0),
+    "chw_supply_temp_c": ("chilled_water_supply_temperature_celsius", 1.0),
+    "chw_return_temp_c": ("chilled_water_return_temperature_celsius", 1.0),
 }
-
-
-@dataclass(frozen=True)
-class Published:
-    """What one compute tick hands to the exporter, swapped in as a whole."""
-
-    site: Site
-    snapshot: Snapshot
-    totals: Totals = field(default_factory=lambda: Totals({}))
-    device_energy: Mapping[str, DeviceEnergy] = field(default_factory=dict)
-    shard: tuple[int, int] | None = None
 
 
 def _g(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
@@ -199,10 +186,11 @@ def _points(pub: Published) -> Iterator[Metric]:
             spec = POINT_METRICS.get(point)
             if spec is None:
                 continue
-            suffix, factor, row_label = spec
+            suffix, factor = spec
             name = f"dcim_{device.kind}_{suffix}"
             family = families.get(name)
             if family is None:
+                row_label = POINTS[point].row_label if isinstance(value, Mapping) else None
                 labels = ["site", device.kind] + ([row_label] if row_label else [])
                 family = families[name] = _g(name, f"{point} of a {device.kind}", labels)
             if isinstance(value, Mapping):
