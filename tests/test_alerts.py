@@ -64,8 +64,8 @@ def exported_names() -> set[str]:
         names |= set(re.findall(r'gauge\(\s*"(dcim_[a-z0-9_]+)"', text))
         names |= {f"{n}_total" for n in re.findall(r'(?:_c|counter)\(\s*"(dcim_[a-z0-9_]+)"', text)}
     for kind in Kind:
-        for suffix, _, _ in prometheus_metrics.POINT_METRICS.values():
-            names.add(f"dcim_{kind}_{suffix}")
+        for spec in prometheus_metrics.POINT_METRICS.values():  # (suffix, factor, ...)
+            names.add(f"dcim_{kind}_{spec[0]}")
     return names
 
 
