@@ -167,14 +167,18 @@ def _cdus(pub: Published) -> Iterator[Metric]:
                  "Heat removed / power of the racks the CDU serves", ["site", "cdu"])
     delta = _g("dcim_cdu_delta_temperature_kelvin", "Return minus supply temperature",
                ["site", "cdu"])
+    serves = _g("dcim_cdu_serves", "1 for each rack a CDU's secondary loop serves",
+                ["site", "cdu", "rack"])
     for cdu in pub.snapshot.cdus.values():
+        for rack in cdu.racks:
+            serves.add_metric([site, cdu.id, rack], 1.0)
         if cdu.heat_w is not None:
             heat.add_metric([site, cdu.id, cdu.heat_source or ""], cdu.heat_w)
         if cdu.capture_ratio is not None:
             capture.add_metric([site, cdu.id], cdu.capture_ratio)
         if cdu.delta_t is not None:
             delta.add_metric([site, cdu.id], cdu.delta_t)
-    yield from (heat, capture, delta)
+    yield from (heat, capture, delta, serves)
 
 
 def _points(pub: Published) -> Iterator[Metric]:
@@ -241,7 +245,12 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
                  ["site", "device", "point"])
     overruns = _c("dcim_device_poll_overruns", "Polls that ran past their interval",
                   ["site", "device"])
+    info = _g("dcim_device_info", "Where a device sits: 1 per device, for joins and grouping",
+              ["site", "device", "profile", "kind", "rack", "feed", "hall"])
     for dev in pub.snapshot.devices.values():
+        rack = pub.site.racks.get(dev.rack or "")
+        info.add_metric([site, dev.id, dev.profile, dev.kind, dev.rack or "", dev.feed or "",
+                         (rack.hall if rack else None) or ""], 1.0)
         up.add_metric([site, dev.id, dev.profile, dev.kind], 1.0 if dev.up else 0.0)
         if dev.poll_duration is not None:
             duration.add_metric([site, dev.id], dev.poll_duration)
@@ -256,7 +265,7 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
         for point, count in sorted(h.invalid.items()):
             invalid.add_metric([site, dev.id, point], float(count))
         overruns.add_metric([site, dev.id], float(h.overruns))
-    yield from (up, duration, last, polls, errors, invalid, overruns)
+    yield from (up, info, duration, last, polls, errors, invalid, overruns)
 
 
 def gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
