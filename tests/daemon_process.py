@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ class DaemonProcess:
     def __init__(self, workdir: Path, site_config: Path, *,
                  polling: Mapping[str, Any] | None = None,
                  exporters: Mapping[str, Any] | None = None,
-                 state_dir: Path | None = None, env: Mapping[str, str] | None = None):
+                 state_dir: Path | None = None, env: Mapping[str, str] | None = None,
+                 site: Mapping[str, Any] | None = None, args: Sequence[str] = ()):
         data: dict[str, Any] = yaml.safe_load(site_config.read_text())
+        data["site"] = {**data["site"], **(site or {})}
         self.port = free_port()
         if polling is not None:
             data["polling"] = dict(polling)
@@ -44,6 +46,7 @@ class DaemonProcess:
         self.config = workdir / "site.yaml"
         self.config.write_text(yaml.safe_dump(data, sort_keys=False))
         self.env = dict(env or {})
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -66,7 +69,7 @@ class DaemonProcess:
         self.starts += 1
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dcim", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "dcim", "run", "--config", str(self.config), *self.args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, **self.env})
         if wait:

@@ -15,11 +15,7 @@ expressions, labels, annotations, routing and inhibitions, is the shipped text.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,12 +23,12 @@ from typing import Any
 
 import pytest
 import yaml
+from daemon_process import DaemonProcess
 from servers import (
     AlertmanagerServer,
     PrometheusServer,
     WebhookReceiver,
     free_port,
-    http_request,
     wait_until,
 )
 from test_dashboards import FILES as DASHBOARD_FILES
@@ -119,55 +115,6 @@ def alertmanager_config(webhook: WebhookReceiver) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-class Daemon:
-    """`dcim run --shard 0/1` on the simulator's config (exported as one shard of one)."""
-
-    def __init__(self, workdir: Path, sim_config: Path):
-        data: dict[str, Any] = yaml.safe_load(sim_config.read_text())
-        data["site"]["pue_target"] = 1.1  # below the simulated ~1.24: DcimPueAboveTarget fires
-        data["polling"] = {"interval": "2s", "timeout": "1s", "retries": 0, "max_age": "5s"}
-        data["state_dir"] = str(workdir / "state")
-        self.port = free_port()
-        dead_influx = free_port()  # nothing listens: the spool grows, retries are counted
-        data["exporters"] = {
-            "prometheus": {"listen": f"127.0.0.1:{self.port}"},
-            "influxdb": {"url": f"http://127.0.0.1:{dead_influx}", "org": "dc", "bucket": "dcim",
-                         "token": "test-token", "flush_interval": "1s", "max_backoff": "2s"},
-        }
-        self.config = workdir / "site.yaml"
-        self.config.write_text(yaml.safe_dump(data, sort_keys=False))
-        self.log_path = workdir / "dcim.log"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dcim", "run", "--config", str(self.config),
-                 "--shard", "0/1"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "STATE_DIRECTORY": str(workdir / "state")})
-        wait_until(self._serving, 30, what="dcim /metrics")
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _serving(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"dcim exited {self.proc.returncode}:\n{self.log_path.read_text()}")
-        try:
-            status, _ = http_request(f"http://{self.address}/metrics", timeout=2)
-        except OSError:
-            return False
-        return status == 200
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[SimulatorProcess]:
     """The tiny preset in real time (energy counters must advance for energy PUE)."""
@@ -179,21 +126,30 @@ def simulator(tmp_path: Path) -> Iterator[SimulatorProcess]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, simulator: SimulatorProcess) -> Iterator[Daemon]:
+def daemon(tmp_path: Path, simulator: SimulatorProcess) -> Iterator[DaemonProcess]:
     # Steady loads well below the caps, so a healthy site raises no rack alert.
     simulator.post("/racks/r01/load", {"kw": 120})
     simulator.post("/racks/r02/load", {"kw": 130})
     workdir = tmp_path / "dcim"
     workdir.mkdir()
-    daemon = Daemon(workdir, simulator.config)
+    dead_influx = free_port()  # nothing listens: the spool grows, retries are counted
+    daemon = DaemonProcess(
+        workdir, simulator.config,
+        site={"pue_target": 1.1},  # below the simulated ~1.24: DcimPueAboveTarget fires
+        polling={"interval": "2s", "timeout": "1s", "retries": 0, "max_age": "5s"},
+        exporters={"influxdb": {"url": f"http://127.0.0.1:{dead_influx}", "org": "dc",
+                                "bucket": "dcim", "token": "test-token", "flush_interval": "1s",
+                                "max_backoff": "2s"}},
+        args=["--shard", "0/1"])  # exported as one shard of one
+    daemon.start()
     try:
         yield daemon
     finally:
-        daemon.stop()
+        daemon.close()
 
 
 @pytest.fixture
-def stack(daemon: Daemon, webhook: WebhookReceiver,
+def stack(daemon: DaemonProcess, webhook: WebhookReceiver,
           prometheus_factory: Callable[..., PrometheusServer],
           alertmanager_factory: Callable[..., AlertmanagerServer],
           ) -> tuple[PrometheusServer, AlertmanagerServer]:
@@ -286,7 +242,7 @@ def queries_with_data(prometheus: PrometheusServer) -> set[str]:
 
 def test_rules_dashboards_and_alertmanager_on_a_live_site(
         stack: tuple[PrometheusServer, AlertmanagerServer], simulator: SimulatorProcess,
-        daemon: Daemon, webhook: WebhookReceiver) -> None:
+        daemon: DaemonProcess, webhook: WebhookReceiver) -> None:
     prometheus, alertmanager = stack
 
     # 1. Healthy site: the recording rules agree with dcim, nothing but the PUE target fires.
@@ -381,7 +337,7 @@ def test_rules_dashboards_and_alertmanager_on_a_live_site(
                                                  if k not in NO_DATA_ON_TINY}
 
     # 5. dcim itself goes away: its target is down, then nothing reports for the site.
-    daemon.stop()
+    assert daemon.stop() == 0
     dcim_down = wait_firing(prometheus, "DcimDown", instance=daemon.address)
     assert dcim_down["severity"] == "critical"
     wait_delivered(webhook, "dcim-pager", "DcimDown", instance=daemon.address)
