@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ServerRegistry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pysnmp.hlapi.v3arch.asyncio import (
@@ -29,6 +25,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     get_cmd,
     next_cmd,
 )
+from servers import SnmpdServer
 
 from dcim.drivers.snmpfast import (
     Mib,
@@ -67,14 +64,6 @@ from dcim.drivers.snmpwire import (
 )
 
 LOCALHOST = "127.0.0.1"
-SNMPD = shutil.which("snmpd") or "/usr/sbin/snmpd"
-HAVE_NETSNMP = os.access(SNMPD, os.X_OK)
-needs_snmpd = pytest.mark.skipif(
-    not HAVE_NETSNMP, reason="net-snmp not installed (apt-get install -y snmpd snmp)"
-)
-needs_snmp_tools = pytest.mark.skipif(
-    shutil.which("snmpbulkwalk") is None, reason="net-snmp tools missing (apt-get install snmp)"
-)
 
 
 def free_udp_port() -> int:
@@ -106,7 +95,7 @@ OVERRIDES: dict[str, tuple[str, str, Value]] = {
     f"{ENT}.8.0": ("object_id", ".1.3.6.1.4.1.99999.2.999", (1, 3, 6, 1, 4, 1, 99999, 2, 999)),
     f"{ENT}.9.0": ("octet_str", '"' + "x" * 300 + '"', b"x" * 300),  # long-form lengths
 }
-# `override` cannot produce these types, net-snmp's `pass` protocol can
+# `override` cannot produce these types, net-snmp's pass_persist protocol can
 PASSED: dict[str, tuple[str, str, Value]] = {
     f"{PASS_BASE}.1.0": ("counter64", "18446744073709551615", Counter64(2**64 - 1)),
     f"{PASS_BASE}.2.0": ("ipaddress", "10.1.2.3", IPv4Address("10.1.2.3")),
@@ -115,85 +104,20 @@ PASSED: dict[str, tuple[str, str, Value]] = {
 EXPECTED: dict[OID, Value] = {parse_oid(k): v[2] for k, v in {**OVERRIDES, **PASSED}.items()}
 
 
-def _pass_script() -> str:
-    """A net-snmp `pass` script serving PASSED (-g OID: get, -n OID: getnext)."""
-    oids = sorted(PASSED, key=parse_oid)
-    lines = ["#!/bin/sh", 'case "$1 $2" in']
-    previous = [f".{PASS_BASE}"]
-    for oid in oids:
-        kind, text, _ = PASSED[oid]
-        prefix = oid.rsplit(".", 1)[0]  # the object, e.g. ...99998.1 for ...99998.1.0
-        triggers = [f"-g .{oid}", *(f"-n {p}" for p in previous), f"-n .{prefix}"]
-        lines.append("  " + "|".join(f'"{t}"' for t in triggers) + ")")
-        lines.append(f"    printf '%s\\n%s\\n%s\\n' .{oid} {kind} {text};;")
-        previous = [f".{oid}"]
-    lines += ["esac", "exit 0", ""]
-    return "\n".join(lines)
-
-
-class NetSnmpd:
-    """snmpd -f on a free loopback port with a throwaway config; stop() kills it."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_udp_port()
-        script = workdir / "pass.sh"
-        script.write_text(_pass_script())
-        conf = workdir / "snmpd.conf"
-        lines = [
-            "rocommunity public 127.0.0.1",
-            "sysLocation rack-a1",
-            "sysContact ops@example.invalid",
-            "sysName pdu-sim",
-            *(f"override .{oid} {kind} {text}" for oid, (kind, text, _) in OVERRIDES.items()),
-            f"pass .{PASS_BASE} /bin/sh {script}",
-        ]
-        conf.write_text("\n".join(lines) + "\n")
-        self.log = workdir / "snmpd.log"
-        env = {**os.environ, "SNMP_PERSISTENT_DIR": str(workdir / "persist")}
-        cmd = [SNMPD, "-f", "-Lo", "-C", "-c", str(conf), "-m", "", f"udp:{LOCALHOST}:{self.port}"]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        self._wait_ready()
-
-    def _wait_ready(self, deadline_s: float = 15.0) -> None:
-        probe = Pdu(PduType.GET_REQUEST, 1, 0, 0, (((1, 3, 6, 1, 2, 1, 1, 5, 0), None),))
-        data = encode_message(V2C, b"public", probe)
-        deadline = time.monotonic() + deadline_s
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.2)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                sock.sendto(data, (LOCALHOST, self.port))
-                try:
-                    reply = decode_message(sock.recv(65535))
-                except (TimeoutError, ConnectionRefusedError):
-                    continue
-                if reply.pdu.varbinds == (((1, 3, 6, 1, 2, 1, 1, 5, 0), b"pdu-sim"),):
-                    return
-        self.stop()
-        raise RuntimeError(f"snmpd did not answer: {self.log.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """Port of a running net-snmp agent serving OVERRIDES and PASSED (module-wide)."""
-    if not HAVE_NETSNMP:
-        pytest.skip("net-snmp not installed (apt-get install -y snmpd snmp)")
-    agent = NetSnmpd(tmp_path_factory.mktemp("snmpd"))
+    registry = ServerRegistry(tmp_path_factory)
+    registry.add(SnmpdServer(
+        registry.workdir("snmpd"), sys_name="pdu-sim",
+        overrides=[(oid, kind, text) for oid, (kind, text, _) in OVERRIDES.items()],
+        values={oid: (kind, text) for oid, (kind, text, _) in PASSED.items()},
+        extra_config=["sysLocation rack-a1", "sysContact ops@example.invalid"],
+    ))
     try:
-        yield agent.port
+        yield registry.servers[0].port
     finally:
-        agent.stop()
+        registry.stop_all()
 
 
 @pytest.fixture
@@ -255,7 +179,6 @@ async def pysnmp_query(
 SYSTEM_SCALARS = [parse_oid(f"1.3.6.1.2.1.1.{i}.0") for i in (1, 2, 4, 5, 6)]
 
 
-@needs_snmpd
 async def test_get_matches_expected_and_pysnmp(snmpd: int, client: SnmpClient) -> None:
     oids = [*SYSTEM_SCALARS, *EXPECTED]
     ours = await client.get(LOCALHOST, snmpd, "public", V2C, oids, timeout=2)
@@ -265,7 +188,6 @@ async def test_get_matches_expected_and_pysnmp(snmpd: int, client: SnmpClient) -
     assert typed(ours) == typed(await pysnmp_query(snmpd, oids))
 
 
-@needs_snmpd
 async def test_get_v1_and_text_oids(snmpd: int, client: SnmpClient) -> None:
     v1_ok = [oid for oid, v in EXPECTED.items() if not isinstance(v, Counter64)]
     ours = await client.get(LOCALHOST, snmpd, b"public", V1, v1_ok)
@@ -275,7 +197,6 @@ async def test_get_v1_and_text_oids(snmpd: int, client: SnmpClient) -> None:
     assert text == [(parse_oid(f"{ENT}.1.0"), 42), (parse_oid(f"{ENT}.4.0"), b"hello")]
 
 
-@needs_snmpd
 async def test_missing_objects_v2c_exceptions_and_v1_nosuchname(
     snmpd: int, client: SnmpClient
 ) -> None:
@@ -293,7 +214,6 @@ async def test_missing_objects_v2c_exceptions_and_v1_nosuchname(
     assert err.value.oid == missing_object
 
 
-@needs_snmpd
 async def test_get_next_matches_pysnmp(snmpd: int, client: SnmpClient) -> None:
     starts = [parse_oid(o) for o in ("1.3.6.1.2.1.1.4", f"{ENT}", f"{ENT}.3.0", PASS_BASE)]
     ours = await client.get_next(LOCALHOST, snmpd, "public", V2C, starts)
@@ -313,7 +233,6 @@ async def test_get_next_matches_pysnmp(snmpd: int, client: SnmpClient) -> None:
     assert (err.value.name, err.value.index) == ("noSuchName", 1)
 
 
-@needs_snmpd
 async def test_get_bulk_matches_pysnmp(snmpd: int, client: SnmpClient) -> None:
     starts = [(1, 3, 6, 1, 2, 1, 1, 4), parse_oid(ENT), parse_oid(PASS_BASE)]
     ours = await client.get_bulk(LOCALHOST, snmpd, "public", V2C, starts, 1, 4)
@@ -327,8 +246,6 @@ async def test_get_bulk_matches_pysnmp(snmpd: int, client: SnmpClient) -> None:
         await client.get_bulk(LOCALHOST, snmpd, "public", V1, starts, 0, 4)
 
 
-@needs_snmpd
-@needs_snmp_tools
 async def test_bulk_walk_of_system_group_matches_snmpbulkwalk(
     snmpd: int, client: SnmpClient
 ) -> None:
@@ -352,7 +269,6 @@ async def test_bulk_walk_of_system_group_matches_snmpbulkwalk(
     assert walked == theirs
 
 
-@needs_snmpd
 async def test_300_concurrent_requests_all_answered(snmpd: int, client: SnmpClient) -> None:
     # override OIDs only: snmpd forks the pass script per request and, blocked on that,
     # overflows its own receive buffer (RcvbufErrors) with hundreds of requests queued
@@ -829,7 +745,6 @@ NETSNMP_TYPE = {int: "INTEGER", bytes: "STRING", Counter32: "Counter32", Gauge32
                 tuple: "OID", Opaque: "Opaque", type(None): "NULL"}  # fmt: skip
 
 
-@needs_snmp_tools
 async def test_served_mib_via_snmpbulkwalk_and_snmpwalk_v1(sim_agent: tuple[Mib, int]) -> None:
     mib, port = sim_agent
 
@@ -852,7 +767,6 @@ async def test_served_mib_via_snmpbulkwalk_and_snmpwalk_v1(sim_agent: tuple[Mib,
     assert [oid for oid, _ in v1_rows] == [o for o, v in mib.items() if not isinstance(v, Counter64)]
 
 
-@needs_snmp_tools
 async def test_snmpbulkwalk_with_big_repetitions_gets_truncated_pages() -> None:
     # 100 rows of 60-byte strings cannot fit one 1472-byte reply: pages are cut, walk completes
     mib = Mib({f"1.3.6.1.4.1.99999.2.1.{i}": b"z" * 60 for i in range(1, 101)})
