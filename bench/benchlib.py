@@ -197,6 +197,10 @@ class Agents:
         """CPU seconds used by all agents so far."""
         return total_cpu(self.pids)
 
+    def cpu_each(self) -> list[float]:
+        """CPU seconds used by each agent so far."""
+        return [total_cpu([pid]) for pid in self.pids]
+
     def stop(self) -> None:
         """Terminate the agents this fleet started."""
         for p in self.procs:
