@@ -46,12 +46,32 @@ VARBINDS_PER_POLL = len(SCALARS) + 2 * PHASES + OUTLETS  # 36
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) in seconds, from /proc/PID/stat."""
+    """CPU time of a process: utime + stime from /proc/PID/stat, in seconds.
+
+    The kernel keeps utime + stime equal to the scheduler's exact run time, but prints it in
+    clock ticks (10 ms); a poll round uses 0.1-1 s, so cpu_ns() is the finer measure.
+    """
     with open(f"/proc/{pid}/stat") as f:
         text = f.read()
     # comm may contain spaces or parentheses; the fields after the last ')' are fixed
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def cpu_ns(pid: int) -> float:
+    """Run time of a process's live threads in seconds, from /proc/PID/task/*/schedstat (ns).
+
+    Exact, unlike the tick-rounded stat fields; a thread that exits takes its time with it,
+    which the pollers measured here (long-lived threads) do not do. Falls back to cpu_seconds.
+    """
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (FileNotFoundError, PermissionError, ValueError):
+        return cpu_seconds(pid)
+    return total / 1e9
 
 
 def rss_bytes(pid: int) -> int:
@@ -198,8 +218,8 @@ class Agents:
         return total_cpu(self.pids)
 
     def cpu_each(self) -> list[float]:
-        """CPU seconds used by each agent so far."""
-        return [total_cpu([pid]) for pid in self.pids]
+        """CPU seconds used by each agent so far (snmpd is single-threaded)."""
+        return [cpu_ns(pid) for pid in self.pids]
 
     def stop(self) -> None:
         """Terminate the agents this fleet started."""

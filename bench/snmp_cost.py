@@ -1,8 +1,9 @@
 """Part 1, poll cost: CPU per varbind of dcim (fast path and pysnmp) vs snmp_exporter 0.21.
 
 The same net-snmp agents (one bench PDU each, 36 values) are polled the same number of times
-by each poller, in one run, alternating, for several rounds. CPU is utime+stime from
-/proc/PID/stat of the poller process only, read before and after each round; agent CPU and
+by each poller, in one run, alternating, for several rounds. CPU is the poller process's
+run time (its threads' /proc/PID/task/*/schedstat, in ns; utime+stime agrees but is printed
+in 10 ms ticks), read before and after each round; agent CPU and
 the HTTP driver's CPU are recorded beside it. On a 2-core machine the pollers are pinned to
 CPU 1 and the agents and the HTTP driver to CPU 0, so a poller never competes with its load.
 """
@@ -136,9 +137,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 order = pollers[r % len(pollers):] + pollers[: r % len(pollers)]
                 for p in order:
                     driver_pid = p.control.pid
-                    c0, a0, d0 = bl.cpu_seconds(p.measured_pid), agents.cpu_each(), bl.cpu_seconds(driver_pid)
+                    c0, a0, d0 = bl.cpu_ns(p.measured_pid), agents.cpu_each(), bl.cpu_ns(driver_pid)
                     result = p.command(args.polls, args.concurrency, args.rate)
-                    c1, a1, d1 = bl.cpu_seconds(p.measured_pid), agents.cpu_each(), bl.cpu_seconds(driver_pid)
+                    c1, a1, d1 = bl.cpu_ns(p.measured_pid), agents.cpu_each(), bl.cpu_ns(driver_pid)
                     per_agent = [y - x for x, y in zip(a0, a1, strict=True)]
                     rec = {"round": r + 1, "poller": p.name, "polls": args.polls,
                            "cpu_s": c1 - c0, "agents_cpu_s": sum(per_agent),
