@@ -11,6 +11,7 @@ own random phase, then the daemon's 1 s compute tick.
 from __future__ import annotations
 
 import argparse
+import random
 import time
 from typing import Any
 
@@ -18,16 +19,34 @@ import benchlib as bl
 import simproc
 
 
+def feeds(body: str, rack: str) -> dict[str, float]:
+    """dcim_rack_feed_power_watts of one rack, by feed."""
+    out = {}
+    for feed in ("A", "B"):
+        value = simproc.sample(body, "dcim_rack_feed_power_watts", rack=rack, feed=feed)
+        if value is not None:
+            out[feed] = value
+    return out
+
+
 def wait_for(d: simproc.Daemon, rack: str, target_w: float, period: float,
-             timeout: float) -> float | None:
-    """Seconds until dcim_rack_power_watts{rack} is within 0.5 % of target, or None."""
+             timeout: float) -> tuple[float | None, dict[str, float]]:
+    """Seconds until dcim_rack_power_watts{rack} is within 0.5 % of target (None: never),
+    and when each feed's power first moved (the PDU of that feed was polled)."""
+    before = feeds(d.metrics(), rack)
     t0 = time.monotonic()
+    moved: dict[str, float] = {}
     while (elapsed := time.monotonic() - t0) < timeout:
-        value = simproc.sample(d.metrics(), "dcim_rack_power_watts", rack=rack)
+        body = d.metrics()
+        now = time.monotonic() - t0
+        for feed, w in feeds(body, rack).items():
+            if feed not in moved and abs(w - before.get(feed, w)) > 0.05 * max(before[feed], 1):
+                moved[feed] = now
+        value = simproc.sample(body, "dcim_rack_power_watts", rack=rack)
         if value is not None and abs(value - target_w) <= 0.005 * target_w:
-            return time.monotonic() - t0
+            return now, moved
         time.sleep(max(0.0, period - (time.monotonic() - t0 - elapsed)))
-    return None
+    return None, moved
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -47,12 +66,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.monotonic()
             sim.post(f"/racks/{rack}/load", {"kw": target_kw})
             post_s = time.monotonic() - t0
-            latency = wait_for(d, rack, target_kw * 1000, args.period, args.timeout)
+            latency, moved = wait_for(d, rack, target_kw * 1000, args.period, args.timeout)
             total = None if latency is None else latency + post_s
-            trials.append({"rack": rack, "kw": target_kw, "latency_s": total})
+            trials.append({"rack": rack, "kw": target_kw, "latency_s": total,
+                           "feeds_moved_s": {f: t + post_s for f, t in moved.items()}})
             shown = "timeout" if total is None else f"{total:.2f}s"
-            print(f"  trial {i + 1}: rack {rack} -> {target_kw:g} kW visible after {shown}",
-                  flush=True)
+            per_feed = ", ".join(f"feed {f} {t + post_s:.2f}s" for f, t in sorted(moved.items()))
+            print(f"  trial {i + 1}: rack {rack} -> {target_kw:g} kW visible after {shown} "
+                  f"({per_feed})", flush=True)
+            # the next trial starts at a random point of the poll cycle, not right after a poll
+            time.sleep(random.uniform(0, args.spread))
             sim.post(f"/racks/{rack}/load", {"kw": None})
     seen = [t["latency_s"] for t in trials if t["latency_s"] is not None]
     return {"machine": bl.machine(), "preset": args.preset, "interval_s": 10.0,
@@ -77,6 +100,8 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=0.2, help="scrape period while waiting")
     parser.add_argument("--settle", type=float, default=15)
     parser.add_argument("--timeout", type=float, default=30)
+    parser.add_argument("--spread", type=float, default=3,
+                        help="random pause between trials, seconds")
     args = parser.parse_args()
     res = measure(args)
     print_table(res)
