@@ -31,8 +31,14 @@ def rows() -> list[tuple[str, str, str, str]]:
             if name == "snmp_exporter":
                 continue
             label = name.removeprefix("dcim-")
-            tag = ("" if label in ("fast", "pysnmp") else " (floor, bench/floor.py)"
-                   if label.startswith("floor") else " (modelled change, bench/patches.py)")
+            if label in ("fast", "pysnmp"):
+                tag = ""
+            elif label.endswith("-control"):
+                tag = " (noise control: a 2nd identical process)"
+            elif label.startswith("floor"):
+                tag = " (floor, bench/floor.py)"
+            else:
+                tag = " (modelled change, bench/patches.py)"
             paired = v["paired_vs_snmp_exporter"]
             fast = v["paired_vs_dcim_fast"]
             measured = (f"{v['us_per_varbind']:.1f} µs/varbind; vs snmp_exporter "

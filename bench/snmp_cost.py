@@ -73,12 +73,18 @@ def _spawn_driver(cmd: list[str], env: dict[str, str] | None = None) -> subproce
 
 
 def start_dcim(spec: str, ports: list[int], cpu: int | None) -> Poller:
-    """A dcim worker polling through Poller.poll: spec is ENGINE[+PATCH...] (fast+walk)."""
+    """A dcim worker polling through Poller.poll: spec is ENGINE[+PATCH...] (fast+walk).
+
+    ENGINE+ with no patch is a second, identical process: a noise control, since two
+    processes running the same code differ by several percent (heap layout, hash seeds).
+    """
     engine, *names = spec.split("+")
+    names = [n for n in names if n]
     env = dict(os.environ, DCIM_SNMP_ENGINE=engine)
     proc = _spawn_driver([*bl.taskset(cpu), bl.PYTHON, str(bl.BENCH / "dcim_worker.py"),
                           f"--patches={','.join(names)}", *map(str, ports)], env)
-    return Poller(f"dcim-{spec}", proc.pid, proc, [])
+    name = f"dcim-{engine}-control" if spec.endswith("+") and not names else f"dcim-{spec}"
+    return Poller(name, proc.pid, proc, [])
 
 
 def start_exporter(ports: list[int], workdir: Path, exporter_cpu: int | None,
