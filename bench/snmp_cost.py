@@ -143,16 +143,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 order = pollers[r % len(pollers):] + pollers[: r % len(pollers)]
                 for p in order:
                     driver_pid = p.control.pid
-                    c0, a0, d0 = bl.cpu_ns(p.measured_pid), agents.cpu_each(), bl.cpu_ns(driver_pid)
+                    # the HTTP driver starts threads per round (gone from schedstat): stat for it
+                    t0, d0 = bl.cpu_seconds(p.measured_pid), bl.cpu_seconds(driver_pid)
+                    c0, a0 = bl.cpu_ns(p.measured_pid), agents.cpu_each()
                     result = p.command(args.polls, args.concurrency, args.rate)
-                    c1, a1, d1 = bl.cpu_ns(p.measured_pid), agents.cpu_each(), bl.cpu_ns(driver_pid)
+                    c1, a1 = bl.cpu_ns(p.measured_pid), agents.cpu_each()
+                    t1, d1 = bl.cpu_seconds(p.measured_pid), bl.cpu_seconds(driver_pid)
                     per_agent = [y - x for x, y in zip(a0, a1, strict=True)]
                     rec = {"round": r + 1, "poller": p.name, "polls": args.polls,
-                           "cpu_s": c1 - c0, "agents_cpu_s": sum(per_agent),
+                           "cpu_s": c1 - c0, "cpu_stat_s": t1 - t0, "agents_cpu_s": sum(per_agent),
                            "busiest_agent_cpu_s": max(per_agent),
                            "driver_cpu_s": (d1 - d0) if driver_pid != p.measured_pid else 0.0,
                            **{k: result[k] for k in ("wall", "ok", "failed", "values", "errors")}}
                     rec["us_per_varbind"] = rec["cpu_s"] / max(1, rec["values"]) * 1e6
+                    if abs(rec["cpu_stat_s"] - rec["cpu_s"]) > 0.03 + 0.05 * rec["cpu_s"]:
+                        # a thread of the poller exited mid-round and took its time along
+                        print(f"  warning: {p.name}: schedstat {rec['cpu_s']:.2f}s but stat "
+                              f"{rec['cpu_stat_s']:.2f}s", flush=True)
                     records.append(rec)
                     print(f"  round {r + 1} {p.name:14} {rec['us_per_varbind']:7.1f} µs/varbind "
                           f"cpu {rec['cpu_s']:.2f}s wall {rec['wall']:.2f}s "
