@@ -203,3 +203,32 @@ async def test_modbus_profiles_read_their_fixtures_live(modbus_gateway: int) -> 
         assert result.up, f"{profile.name}: {result.error}"
         assert_golden(result.values, result.errors, golden_of(profile), profile.name)
 
+
+
+@pytest.mark.parametrize("engine", ["fast", "pysnmp"])
+async def test_walk_follows_tables_that_grow(engine: str) -> None:
+    """Repetitions learned from the last walk are a hint: a changed table is still read whole."""
+    from dcim.drivers.snmp import FastClient, PysnmpClient
+    from dcim.drivers.snmpfast import Mib, mib_handler, serve_snmp
+
+    phases, outlets = "1.3.6.1.4.1.99999.5.1", "1.3.6.1.4.1.99999.5.2"
+    mib = Mib({**{f"{phases}.{i}": 230 + i for i in range(1, 4)},
+               **{f"{outlets}.{i}": 100 + i for i in range(1, 25)},
+               "1.3.6.1.4.1.99999.6.0": 1})
+    transport = await serve_snmp("127.0.0.1", 0, mib_handler(mib))
+    port = transport.get_extra_info("sockname")[1]
+    client = FastClient() if engine == "fast" else PysnmpClient()
+    spec = device(TEST_PROFILE, port, SnmpAuth(version=2, community="public"))
+    try:
+        first = await client.walk(spec, [phases, outlets], 25)
+        assert (len(first[phases]), len(first[outlets])) == (3, 24)
+        mib[f"{phases}.4"] = 234  # a fourth phase row appears (daisy-chained unit added)
+        mib[f"{outlets}.25"] = 125
+        grown = await client.walk(spec, [phases, outlets], 25)
+        assert (len(grown[phases]), len(grown[outlets])) == (4, 25)
+        assert grown[phases]["4"] == 234 and grown[outlets]["25"] == 125
+        again = await client.walk(spec, [phases, outlets], 25)
+        assert again == grown
+    finally:
+        client.close()
+        transport.close()

@@ -13,11 +13,14 @@ from functools import cache
 from typing import Any
 
 from dcim.decode import Missing, RawValue, SnmpData
+from dcim.drivers.snmpfast import SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout
 from dcim.profile import SnmpPoint, SnmpProfile, SnmpSource
 from dcim.site import DeviceSpec, SnmpAuth
 
 # Agents commonly cap a PDU at ~1472 bytes; 24 varbinds of long OIDs stay well below that.
 MAX_GET_VARBINDS = 24
+# Varbinds asked of one GETBULK response (columns x repetitions), to stay near one MTU.
+MAX_BULK_VARBINDS = 60
 _EXCEPTIONS = {"NoSuchObject": "noSuchObject", "NoSuchInstance": "noSuchInstance",
                "EndOfMibView": "endOfMibView", "Null": "null"}
 
@@ -97,6 +100,10 @@ class _StatusError(Exception):
 class SnmpCollector:
     """GET with tooBig splitting and multi-column table walks, over some SNMP transport."""
 
+    def __init__(self) -> None:
+        # (host, port, column) -> rows found by the last walk: a hint for the next one.
+        self._rows: dict[tuple[str, int, str], int] = {}
+
     async def _get(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
         raise NotImplementedError
 
@@ -139,7 +146,30 @@ class SnmpCollector:
 
     async def walk(self, device: DeviceSpec, columns: Sequence[str],
                    max_repetitions: int) -> dict[str, dict[str, RawValue]]:
-        """Walk several table columns at once; v2c/v3 with GETBULK, v1 with GETNEXT."""
+        """Walk several table columns at once; v2c/v3 with GETBULK, v1 with GETNEXT.
+
+        A device's tables rarely change size, so after the first walk the columns of equal
+        length are fetched together with just enough repetitions (rows + 1, the extra one
+        showing the end): a 3-phase column is not dragged along for 24 outlets' worth of
+        rows. A table that grew costs one more request and loses nothing.
+        """
+        assert device.auth is not None
+        keys = [(device.host, device.port, c) for c in columns]
+        if device.auth.version == 1 or any(k not in self._rows for k in keys):
+            tables = await self._walk_group(device, columns, max_repetitions, None)
+        else:
+            groups: dict[int, list[str]] = {}
+            for key, column in zip(keys, columns, strict=True):
+                groups.setdefault(min(self._rows[key] + 1, max_repetitions), []).append(column)
+            tables = {}
+            for reps, group in groups.items():
+                tables.update(await self._walk_group(device, group, max_repetitions, reps))
+        for key, column in zip(keys, columns, strict=True):
+            self._rows[key] = len(tables[column])
+        return tables
+
+    async def _walk_group(self, device: DeviceSpec, columns: Sequence[str], max_repetitions: int,
+                          first_reps: int | None) -> dict[str, dict[str, RawValue]]:
         assert device.auth is not None
         tables: dict[str, dict[str, RawValue]] = {c: {} for c in columns}
         prefixes = {c: _oid_tuple(c) for c in columns}
@@ -151,7 +181,9 @@ class SnmpCollector:
                 if device.auth.version == 1:
                     binds = await self._next(device, asked)
                 else:
-                    reps = max(1, min(max_repetitions, 60 // len(active)))
+                    wanted = first_reps or max_repetitions
+                    first_reps = None
+                    reps = max(1, min(wanted, MAX_BULK_VARBINDS // len(active)))
                     binds = await self._bulk(device, asked, reps)
             except _StatusError as exc:
                 if exc.status == "noSuchName":  # v1 end of MIB
@@ -181,6 +213,7 @@ class PysnmpClient(SnmpCollector):
     def __init__(self, max_in_flight: int = 64):
         from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 
+        super().__init__()
         self._engine = SnmpEngine()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._targets: dict[tuple[str, int, float, int], Any] = {}
@@ -249,8 +282,7 @@ class FastClient(SnmpCollector):
     """SNMPv1/v2c over dcim's own BER codec (snmpwire): the fast path, one shared socket."""
 
     def __init__(self, max_in_flight: int = 64):
-        from dcim.drivers.snmpfast import SnmpClient
-
+        super().__init__()
         self._client = SnmpClient()
         self._slots = asyncio.Semaphore(max_in_flight)
 
@@ -260,8 +292,6 @@ class FastClient(SnmpCollector):
 
     async def _call(self, device: DeviceSpec, method: str, oids: Sequence[str],
                     *extra: int) -> VarBinds:
-        from dcim.drivers.snmpfast import SnmpError, SnmpErrorStatus, SnmpTimeout
-
         auth = device.auth
         assert auth is not None
         call = getattr(self._client, method)
