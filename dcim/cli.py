@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -150,6 +149,8 @@ def pue(
     from dcim.spotcheck import spot_check
 
     site = _load(config)
+    import asyncio
+
     snapshot = asyncio.run(spot_check(site))
     state = _nagios_state(snapshot.pue.value, warn, crit)
     if as_json:
@@ -186,6 +187,8 @@ def run(
 
     configure_logging(log_level.upper())
     daemon = Daemon(config, listen=listen, shard=_parse_shard(shard))
+    import asyncio
+
     raise typer.Exit(asyncio.run(daemon.run()))
 
 
@@ -213,6 +216,8 @@ def poll(
         typer.echo(f"unknown device '{device}'; known: {known}", err=True)
         raise typer.Exit(CONFIG_ERROR)
     spec = site.devices[device]
+    import asyncio
+
     (result,) = asyncio.run(poll_once(site, [spec]))
     if as_json:
         typer.echo(json.dumps(poll_json(result, spec.profile.name)))
