@@ -4,11 +4,12 @@ publish() only turns a snapshot into lines and appends them to an in-memory list
 task moves them into the SQLite spool (in a worker thread) twice a second, and another task
 sends the oldest spooled points in gzip batches and deletes them once the server accepted them.
 
-We POST ourselves with aiohttp instead of using influxdb-client's write API because the
-response handling is the point of this sink: we need the status code and the Retry-After
-header of every response, must split a batch on 413, and must never have a library retry or
-drop a batch behind our back; the spool already holds encoded line protocol, so the body is
-sent exactly as stored.
+Requests go through influxdb-client's async client, one level below its WriteApi: the
+generated WriteService posts the batch exactly as spooled (already line protocol, gzipped in a
+worker thread rather than on the event loop), and every non-2xx answer comes back as an
+ApiException carrying the status and the Retry-After header. That response handling is the
+point of this sink (split on 413, never a library retry or a batch dropped behind our back),
+so the batching and retry layers of WriteApi are deliberately not used.
 
 Response handling: 2xx acknowledges the batch; 429 and 5xx (and network errors) back off,
 honouring Retry-After; 413 splits the batch; 400/422 drop the batch and count it; 401/403
@@ -23,7 +24,6 @@ import email.utils
 import gzip
 import logging
 import random
-import ssl
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiohttp
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 from prometheus_client.metrics_core import Metric
 
 from dcim.compute.snapshot import Published
@@ -113,7 +116,8 @@ class InfluxSink:
         self._pending_bytes = 0
         self._outbox: Outbox | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-spool")
-        self._session: aiohttp.ClientSession | None = None
+        self._client: InfluxDBClientAsync | None = None
+        self._writer: WriteService | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._stopping = False
@@ -137,19 +141,14 @@ class InfluxSink:
     async def start(self) -> None:
         """Open the spool (falling back to memory) and start the writer and sender tasks."""
         await self._open_spool()
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=self._connector())
+        self._client = InfluxDBClientAsync(
+            url=self.config.url, token=self.config.secret_token() or "", org=self.config.org,
+            timeout=int(self.config.timeout * 1000), verify_ssl=self.config.tls_verify,
+            ssl_ca_cert=str(self.config.ca_file) if self.config.ca_file else None,
+            connection_pool_maxsize=2)
+        self._writer = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
         self._tasks = [asyncio.create_task(self._spool_loop(), name="influx-spool"),
                        asyncio.create_task(self._send_loop(), name="influx-send")]
-
-    def _connector(self) -> aiohttp.TCPConnector:
-        ctx: ssl.SSLContext | bool = True
-        if self.config.url.startswith("https"):
-            if not self.config.tls_verify:
-                ctx = False
-            elif self.config.ca_file is not None:
-                ctx = ssl.create_default_context(cafile=str(self.config.ca_file))
-        return aiohttp.TCPConnector(ssl=ctx, limit=2)
 
     async def stop(self, timeout: float) -> None:
         """Spool everything, send what can be sent within timeout, keep the rest on disk."""
@@ -173,8 +172,8 @@ class InfluxSink:
             remaining = deadline - time.monotonic()
             if remaining > 0:
                 await asyncio.wait_for(self._drain_once(), remaining)
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()  # type: ignore[no-untyped-call]
         if self._outbox is not None:
             outbox = self._outbox
             await self._run(outbox.close)
@@ -393,23 +392,23 @@ class InfluxSink:
         self._refresh_stats()
 
     async def _post(self, batch: Batch) -> tuple[Verdict, str]:
-        """One POST of a batch; network failures count as retryable."""
-        assert self._session is not None
+        """One write of a batch; network failures count as retryable."""
+        assert self._writer is not None
         self.batches += 1
-        params = {"org": self.config.org, "bucket": self.config.bucket, "precision": "ms"}
-        headers = {"Content-Type": "text/plain; charset=utf-8", "Content-Encoding": "gzip",
-                   "Accept": "application/json"}
-        token = self.config.secret_token()
-        if token:
-            headers["Authorization"] = f"Token {token}"
         body = await asyncio.get_running_loop().run_in_executor(
             None, gzip.compress, batch.body(), 5)
-        url = self.config.url.rstrip("/") + "/api/v2/write"
         try:
-            async with self._session.post(url, params=params, data=body, headers=headers) as resp:
-                text = (await resp.text(errors="replace"))[:300]
-                verdict = classify(resp.status, resp.headers.get("Retry-After"), time.time())
-                detail = f"HTTP {resp.status} {text.strip()}".strip()
+            await self._writer.post_write_async(  # type: ignore[no-untyped-call]
+                org=self.config.org, bucket=self.config.bucket, body=body, precision="ms",
+                content_encoding="gzip", content_type="text/plain; charset=utf-8",
+                accept="application/json")
+            return Verdict("ok"), "ok"
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            retry_header = exc.headers.get("Retry-After") if exc.headers else None
+            verdict = classify(status, retry_header, time.time())
+            detail = f"HTTP {status} {text[:300].strip()}".strip()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self._count_retry("network")
@@ -417,12 +416,10 @@ class InfluxSink:
             self._problem("net", f"cannot reach influxdb at {self.config.url}: {detail}; "
                                  "points stay in the spool")
             return Verdict("retry"), detail
+        self.last_error = detail
         if verdict.action == "retry":
-            self._count_retry(str(resp.status))
-            self.last_error = detail
+            self._count_retry(str(status))
             self._problem("http", f"influxdb answered {detail}; retrying")
-        elif verdict.action != "ok":
-            self.last_error = detail
         return verdict, detail
 
     async def _drain_once(self) -> None:
