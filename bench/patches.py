@@ -13,11 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import dcim.decode
-from dcim.decode import RawValue
-from dcim.drivers import snmp
-from dcim.drivers.snmp import SnmpCollector
-
-Tables = dict[str, dict[str, RawValue]]
 
 
 def _noraw() -> None:
@@ -36,6 +31,3 @@ def apply(names: Sequence[str]) -> None:
         if name not in PATCHES:
             raise SystemExit(f"unknown patch {name!r}; known: {', '.join(PATCHES)}")
         PATCHES[name]()
-
-
-assert snmp.SnmpCollector is SnmpCollector  # the class the Poller's clients inherit from
