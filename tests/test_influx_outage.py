@@ -11,6 +11,7 @@ been spooled before the kill is lost.
 from __future__ import annotations
 
 import itertools
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from daemon_process import DaemonProcess
 from servers import (
     ExportedSeries,
@@ -201,3 +203,37 @@ def test_bad_endpoints_never_stop_polling(tmp_path: Path, sim: SimulatorProcess,
     assert log.count("spool unavailable") == 1
     assert log.count("refused the credentials") == 1
     assert "s3cret-xyz" not in log
+
+
+def test_sighup_fixing_the_url_delivers_the_backlog(tmp_path: Path, sim: SimulatorProcess,
+                                                   victoria_metrics: VictoriaMetricsServer) -> None:
+    """A wrong InfluxDB URL corrected in the config and reloaded: the sink restarts on the new
+    URL and sends what it spooled under the old one; polling never stops."""
+    d = influx_daemon(tmp_path, sim, victoria_metrics,
+                      influxdb={"url": f"http://127.0.0.1:{free_port()}", "org": "dcim",
+                                "bucket": "dcim", "token": "t", "flush_interval": "1s",
+                                "max_backoff": "2s"})
+    try:
+        d.start()
+        started_at = time.time()
+        time.sleep(6)
+        assert d.metrics()["dcim_influx_up"] == 0.0
+        spooled = _spooled_polls(tmp_path / "state" / "influx-spool.db")
+        assert spooled, "the wrong URL left points in the spool"
+        data = yaml.safe_load(d.config.read_text())
+        data["exporters"]["influxdb"]["url"] = victoria_metrics.url
+        d.config.write_text(yaml.safe_dump(data, sort_keys=False))
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: "sinks restarted" in d.log(), 10, what="sinks restarted on reload")
+        wait_until(lambda: _drained(d), 60, what="backlog written after the reload")
+        assert devices_up(d) == 7
+        assert d.stop() == 0
+    finally:
+        d.close()
+    polls = _polls(victoria_metrics)
+    assert len(polls) == 7
+    for device, stamps in polls.items():
+        assert len(stamps) == len(set(stamps)), f"{device}: a poll was written twice"
+        assert spooled[device] <= set(stamps), f"{device}: polls spooled before the reload lost"
+        assert _gaps(stamps) == [], f"{device}: polls missing around the reload"
+        assert stamps[0] <= (started_at + 3.0) * 1000, device

@@ -1,6 +1,7 @@
 """`dcim run`: wires config -> scheduler -> drivers -> state -> compute -> sinks, and lifecycle.
 
-SIGHUP reloads the config (an invalid one is refused and the old one kept), SIGTERM drains
+SIGHUP reloads the config (an invalid one is refused and the old one kept; sinks and sources
+whose settings changed are restarted, the spool carrying InfluxDB points across), SIGTERM drains
 and exits 0, systemd is told READY/STATUS/WATCHDOG over $NOTIFY_SOCKET when present.
 """
 
@@ -115,6 +116,7 @@ class Daemon:
         self._changed = True
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        self._state_dir: Path | None = None
         self.published: Published | None = None
 
     def _load(self) -> Site:
@@ -176,14 +178,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         self.poller = Poller(site.config.polling.max_in_flight)
         scheduler = Scheduler(self.poller, self._on_result, self.health)
-        self.sinks = make_sinks(site, state_dir)
-        for sink in self.sinks:
-            await sink.start()
-            self.exporter.extra.append(sink.metrics)
-        self.sources = make_sources(site, self._on_result)
-        for source in self.sources:
-            await source.start()
-            self.exporter.extra.append(source.metrics)
+        self._state_dir = state_dir
+        await self._start_outputs(site, sinks=True, sources=True)
         scheduler.set_devices(polled_devices(site))
         log.info("dcim polling %d devices of site %s; metrics on http://%s:%d/metrics",
                  len(site.devices), site.name, self.exporter.host, self.exporter.port)
@@ -192,12 +188,10 @@ class Daemon:
             await self._loop(scheduler, energy_store)
         finally:
             self.notifier.stopping()
-            for source in self.sources:
-                await source.stop(3.0)
+            await self._stop_outputs(sinks=False, sources=True)
             await scheduler.stop()
             self._tick(energy_store)
-            for sink in self.sinks:
-                await sink.stop(timeout=3.0)
+            await self._stop_outputs(sinks=True, sources=False)
             await self.poller.close()
             self.exporter.stop()
             energy_store.close()
@@ -223,7 +217,7 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
             if self._reload.is_set():
                 self._reload.clear()
-                self._do_reload(scheduler)
+                await self._do_reload(scheduler)
             self._tick(energy_store)
             now = time.monotonic()
             if watchdog is not None and self._alive(now):
@@ -261,18 +255,59 @@ class Daemon:
                 sink.publish(published)
             self._changed = False
 
-    def _do_reload(self, scheduler: Scheduler) -> None:
+    async def _do_reload(self, scheduler: Scheduler) -> None:
         try:
             site = self._load()
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", "; ".join(exc.errors))
             self.notifier.status("reload refused: invalid config; " + self._status_line())
             return
+        old = self.site
+        assert old is not None
         self.site = site
         self.store.forget(set(site.devices))
         scheduler.set_devices(polled_devices(site))
+        old_ex, new_ex = old.config.exporters, site.config.exporters
+        restart_sinks = (old_ex.influxdb, old_ex.mqtt) != (new_ex.influxdb, new_ex.mqtt)
+        # A source maps its topics onto device specs, so it also restarts when those changed.
+        owned = owned_devices(old) | owned_devices(site)
+        restart_sources = old_ex.mqtt != new_ex.mqtt or any(
+            old.devices.get(d) != site.devices.get(d) for d in owned)
+        await self._stop_outputs(sinks=restart_sinks, sources=restart_sources)
+        await self._start_outputs(site, sinks=restart_sinks, sources=restart_sources)
+        if old_ex.prometheus != new_ex.prometheus or \
+                old.config.polling.max_in_flight != site.config.polling.max_in_flight:
+            log.warning("the Prometheus listener and polling.max_in_flight keep their running "
+                        "values until dcim restarts")
         self._changed = True
-        log.info("config reloaded: %d devices", len(site.devices))
+        log.info("config reloaded: %d devices%s%s", len(site.devices),
+                 "; sinks restarted" if restart_sinks else "",
+                 "; sources restarted" if restart_sources else "")
+
+    async def _start_outputs(self, site: Site, sinks: bool, sources: bool) -> None:
+        """Create and start the sinks and/or sources the config asks for."""
+        assert self.exporter is not None and self._state_dir is not None
+        if sinks:
+            self.sinks = make_sinks(site, self._state_dir)
+            for sink in self.sinks:
+                await sink.start()
+        if sources:
+            self.sources = make_sources(site, self._on_result)
+            for source in self.sources:
+                await source.start()
+        # One assignment, so a scrape sees either the old list or the new one.
+        self.exporter.extra = [*(s.metrics for s in self.sinks), *(s.metrics for s in self.sources)]
+
+    async def _stop_outputs(self, sinks: bool, sources: bool, timeout: float = 3.0) -> None:
+        """Stop the sinks and/or sources (sinks flush and spool what they hold)."""
+        if sources:
+            for source in self.sources:
+                await source.stop(timeout)
+            self.sources = []
+        if sinks:
+            for sink in self.sinks:
+                await sink.stop(timeout=timeout)
+            self.sinks = []
 
     def _status_line(self) -> str:
         pub = self.published
