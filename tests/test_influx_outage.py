@@ -224,7 +224,7 @@ def test_sighup_fixing_the_url_delivers_the_backlog(tmp_path: Path, sim: Simulat
         data["exporters"]["influxdb"]["url"] = victoria_metrics.url
         d.config.write_text(yaml.safe_dump(data, sort_keys=False))
         d.signal(signal.SIGHUP)
-        wait_until(lambda: "sinks restarted" in d.log(), 10, what="sinks restarted on reload")
+        wait_until(lambda: "restarted influxdb" in d.log(), 10, what="influxdb sink restarted on reload")
         wait_until(lambda: _drained(d), 60, what="backlog written after the reload")
         assert devices_up(d) == 7
         assert d.stop() == 0

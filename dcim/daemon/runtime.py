@@ -69,15 +69,18 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "dcim"
 
 
-def make_sinks(site: Site, state_dir: Path) -> list[Sink]:
-    """The sinks the config asks for (InfluxDB, MQTT)."""
+SINK_NAMES = ("influxdb", "mqtt")
+
+
+def make_sinks(site: Site, state_dir: Path, only: Iterable[str] = SINK_NAMES) -> list[Sink]:
+    """The sinks the config asks for (InfluxDB, MQTT), limited to the names in only."""
     sinks: list[Sink] = []
     exporters = site.config.exporters
-    if exporters.influxdb is not None:
+    if exporters.influxdb is not None and "influxdb" in only:
         from dcim.exporters.influx import InfluxSink
 
         sinks.append(InfluxSink(exporters.influxdb, state_dir))
-    if exporters.mqtt is not None:
+    if exporters.mqtt is not None and "mqtt" in only:
         from dcim.exporters.mqtt import MqttSink
 
         sinks.append(MqttSink(exporters.mqtt, site))
@@ -179,7 +182,7 @@ class Daemon:
         self.poller = Poller(site.config.polling.max_in_flight)
         scheduler = Scheduler(self.poller, self._on_result, self.health)
         self._state_dir = state_dir
-        await self._start_outputs(site, sinks=True, sources=True)
+        await self._start_outputs(site, sinks=set(SINK_NAMES), sources=True)
         scheduler.set_devices(polled_devices(site))
         log.info("dcim polling %d devices of site %s; metrics on http://%s:%d/metrics",
                  len(site.devices), site.name, self.exporter.host, self.exporter.port)
@@ -188,10 +191,10 @@ class Daemon:
             await self._loop(scheduler, energy_store)
         finally:
             self.notifier.stopping()
-            await self._stop_outputs(sinks=False, sources=True)
+            await self._stop_outputs(sinks=set(), sources=True)
             await scheduler.stop()
             self._tick(energy_store)
-            await self._stop_outputs(sinks=True, sources=False)
+            await self._stop_outputs(sinks=set(SINK_NAMES), sources=False)
             await self.poller.close()
             self.exporter.stop()
             energy_store.close()
@@ -268,29 +271,30 @@ class Daemon:
         self.store.forget(set(site.devices))
         scheduler.set_devices(polled_devices(site))
         old_ex, new_ex = old.config.exporters, site.config.exporters
-        restart_sinks = (old_ex.influxdb, old_ex.mqtt) != (new_ex.influxdb, new_ex.mqtt)
+        # Only the sinks whose settings changed restart (an MQTT sink restarted for nothing
+        # would announce its open events again).
+        sinks = {n for n in SINK_NAMES if getattr(old_ex, n) != getattr(new_ex, n)}
         # A source maps its topics onto device specs, so it also restarts when those changed.
         owned = owned_devices(old) | owned_devices(site)
         restart_sources = old_ex.mqtt != new_ex.mqtt or any(
             old.devices.get(d) != site.devices.get(d) for d in owned)
-        await self._stop_outputs(sinks=restart_sinks, sources=restart_sources)
-        await self._start_outputs(site, sinks=restart_sinks, sources=restart_sources)
+        await self._stop_outputs(sinks=sinks, sources=restart_sources)
+        await self._start_outputs(site, sinks=sinks, sources=restart_sources)
         if old_ex.prometheus != new_ex.prometheus or \
                 old.config.polling.max_in_flight != site.config.polling.max_in_flight:
             log.warning("the Prometheus listener and polling.max_in_flight keep their running "
                         "values until dcim restarts")
         self._changed = True
         log.info("config reloaded: %d devices%s%s", len(site.devices),
-                 "; sinks restarted" if restart_sinks else "",
+                 f"; restarted {', '.join(sorted(sinks))}" if sinks else "",
                  "; sources restarted" if restart_sources else "")
 
-    async def _start_outputs(self, site: Site, sinks: bool, sources: bool) -> None:
-        """Create and start the sinks and/or sources the config asks for."""
+    async def _start_outputs(self, site: Site, sinks: set[str], sources: bool) -> None:
+        """Create and start the named sinks and (if sources) the sources the config asks for."""
         assert self.exporter is not None and self._state_dir is not None
-        if sinks:
-            self.sinks = make_sinks(site, self._state_dir)
-            for sink in self.sinks:
-                await sink.start()
+        for sink in make_sinks(site, self._state_dir, only=sinks):
+            await sink.start()
+            self.sinks.append(sink)
         if sources:
             self.sources = make_sources(site, self._on_result)
             for source in self.sources:
@@ -298,16 +302,15 @@ class Daemon:
         # One assignment, so a scrape sees either the old list or the new one.
         self.exporter.extra = [*(s.metrics for s in self.sinks), *(s.metrics for s in self.sources)]
 
-    async def _stop_outputs(self, sinks: bool, sources: bool, timeout: float = 3.0) -> None:
-        """Stop the sinks and/or sources (sinks flush and spool what they hold)."""
+    async def _stop_outputs(self, sinks: set[str], sources: bool, timeout: float = 3.0) -> None:
+        """Stop the named sinks (they flush and spool what they hold) and (if sources) the sources."""
         if sources:
             for source in self.sources:
                 await source.stop(timeout)
             self.sources = []
-        if sinks:
-            for sink in self.sinks:
-                await sink.stop(timeout=timeout)
-            self.sinks = []
+        for sink in [s for s in self.sinks if s.name in sinks]:
+            await sink.stop(timeout=timeout)
+            self.sinks.remove(sink)
 
     def _status_line(self) -> str:
         pub = self.published
