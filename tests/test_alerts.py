@@ -74,6 +74,39 @@ def series_names(expr: str) -> set[str]:
     return set(re.findall(r"\b(dcim_[a-z0-9_]+|[a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b", expr))
 
 
+def test_every_canonical_point_has_a_prometheus_name() -> None:
+    """The exporter skips points without a name: a new point must get one."""
+    from dcim.exporters.prometheus_metrics import POINT_METRICS
+    from dcim.points import POINTS
+
+    # energy counters are exported as dcim_device_energy_joules (resets and wraps removed)
+    assert set(POINTS) - set(POINT_METRICS) == {"energy_wh"}
+    assert set(POINT_METRICS) <= set(POINTS)
+
+
+def test_ups_battery_series_the_alerts_read_are_exported() -> None:
+    """A UPS reading becomes dcim_ups_battery_{low,charge_ratio,runtime_seconds}{site,ups}."""
+    from sink_site import SITE_CONFIG, World, make_site
+
+    from dcim.exporters.prometheus_metrics import render
+    from dcim.health import Health
+
+    ups = {"id": "ups-1", "profile": "ups-mib", "host": "h"}
+    world = World(make_site({"devices": [*SITE_CONFIG["devices"], ups]}))
+    world.poll("ups-1", 100.0, {"on_battery": 1.0, "battery_runtime_s": 120.0,
+                                "battery_charge_ratio": 0.2, "battery_low": 1.0})
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in render(world.published(101.0), Health()) for s in family.samples}
+    labels = (("site", "hall-1"), ("ups", "ups-1"))
+    assert samples[("dcim_ups_battery_low", labels)] == 1.0
+    assert samples[("dcim_ups_battery_charge_ratio", labels)] == 0.2
+    assert samples[("dcim_ups_battery_runtime_seconds", labels)] == 120.0
+    assert samples[("dcim_ups_on_battery", labels)] == 1.0
+    alerts = _alerts()
+    assert series_names(alerts["DcimUpsBatteryLow"]["expr"]) == {"dcim_ups_battery_low"}
+    assert alerts["DcimUpsBatteryLow"]["labels"]["severity"] == "critical"
+
+
 # --- promtool ----------------------------------------------------------------------------------
 
 

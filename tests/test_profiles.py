@@ -587,6 +587,37 @@ def test_map_and_default() -> None:
         assert "unexpected value 7" in out.errors["load_ratio"]
 
 
+UPS_BATTERY_STATUS = "1.3.6.1.2.1.33.1.2.1.0"  # UPS-MIB upsBatteryStatus
+UPS_CHARGE = "1.3.6.1.2.1.33.1.2.4.0"  # UPS-MIB upsEstimatedChargeRemaining, percent
+
+
+@pytest.mark.parametrize(("status", "expected"), [(2, 0), (3, 1), (4, 1)])
+def test_ups_mib_battery_status_low_and_depleted_are_low(status: int, expected: int) -> None:
+    profile = shipped_registry()["ups-mib"]
+    assert isinstance(profile, SnmpProfile)
+    out = decode_snmp(profile, SnmpData(scalars={UPS_BATTERY_STATUS: status, UPS_CHARGE: 12}))
+    assert out.values["battery_low"] == expected
+    assert "battery_low" not in out.errors
+    assert out.values["battery_charge_ratio"] == pytest.approx(0.12)
+
+
+@pytest.mark.parametrize(("status", "why"), [(1, "not available"), (5, "unexpected value 5")])
+def test_ups_mib_unknown_battery_status_is_not_a_healthy_zero(status: int, why: str) -> None:
+    profile = shipped_registry()["ups-mib"]
+    assert isinstance(profile, SnmpProfile)
+    out = decode_snmp(profile, SnmpData(scalars={UPS_BATTERY_STATUS: status}))
+    assert "battery_low" not in out.values
+    assert why in out.errors["battery_low"]
+
+
+def test_ups_mib_charge_above_full_is_rejected() -> None:
+    profile = shipped_registry()["ups-mib"]
+    assert isinstance(profile, SnmpProfile)
+    out = decode_snmp(profile, SnmpData(scalars={UPS_CHARGE: 130}))
+    assert "battery_charge_ratio" not in out.values
+    assert "above the physical maximum" in out.errors["battery_charge_ratio"]
+
+
 def test_range_rejection() -> None:
     profile = snmp_profile({
         "power_w": {"oid": "1.3.6.1.4.1.9.1.0"},

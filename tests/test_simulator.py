@@ -26,6 +26,7 @@ import yaml
 
 from dcim.compute.cooling import heat_removed_w
 from dcim.config import COOLANTS
+from dcim.drivers.snmpwire import parse_oid
 from dcim.points import Kind
 from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile
 from dcim.sim import presets, vendors
@@ -263,6 +264,17 @@ def test_sunspec_meter_serves_model_markers_and_scale_factors() -> None:
     assert sf is not None and ("holding", sf.address) in image
 
 
+def test_ups_serves_a_full_battery_in_normal_status() -> None:
+    """On mains the UPS-MIB agent says upsBatteryStatus batteryNormal(2), charge 100 %."""
+    world = World(_site_for("ups-mib", "u1"), 1, REGISTRY, T0)
+    image = world.image("u1")
+    assert image[parse_oid("1.3.6.1.2.1.33.1.2.1.0")] == 2
+    assert image[parse_oid("1.3.6.1.2.1.33.1.2.4.0")] == 100
+    points = world.device_view("u1")["points"]
+    assert points["battery_low"] == 0.0 and points["battery_charge_ratio"] == 1.0
+    assert points["on_battery"] == 0.0
+
+
 def test_raritan_energy_counter_wraps_while_running() -> None:
     world = World(_site_for("raritan-px", "p1"), 1, REGISTRY, T0)
     first = world.device_view("p1")["points"]["energy_wh"]
@@ -309,6 +321,7 @@ def test_every_tiny_device_reads_the_ground_truth(tiny: SimulatorProcess, tiny_s
     ups = results["ups-1"].values
     assert ups["output_power_w"] == pytest.approx(truth["it_w"], abs=3.0)
     assert ups["input_power_w"] > ups["output_power_w"]
+    assert ups["battery_charge_ratio"] == 1.0 and ups["battery_low"] == 0.0
 
 
 def test_poll_cli_json(tiny: SimulatorProcess) -> None:

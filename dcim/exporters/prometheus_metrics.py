@@ -33,6 +33,8 @@ POINT_METRICS: dict[str, tuple[str, float]] = {
     "load_ratio": ("load_ratio", 1.0),
     "on_battery": ("on_battery", 1.0),
     "battery_runtime_s": ("battery_runtime_seconds", 1.0),
+    "battery_charge_ratio": ("battery_charge_ratio", 1.0),
+    "battery_low": ("battery_low", 1.0),
     "supply_temp_c": ("supply_temperature_celsius", 1.0),
     "return_temp_c": ("return_temperature_celsius", 1.0),
     "flow_lpm": ("flow_liters_per_minute", 1.0),

@@ -120,8 +120,11 @@ class Canonical:
                  for i, ph in enumerate(PHASES)}
         amps = {ph: u.output_w / 3.0 / (v * pf) for ph, v in volts.items()}
         runtime = min(7200.0, 900.0 * (0.5 / max(u.load_ratio, 0.05)) ** 1.1)
+        # Always on mains (a failed feed is downstream of the UPS): batteries on float charge,
+        # full and normal (UPS-MIB batteryNormal).
         return {"input_power_w": u.input_w, "output_power_w": u.output_w,
                 "load_ratio": u.load_ratio, "on_battery": 0.0, "battery_runtime_s": runtime,
+                "battery_charge_ratio": 1.0, "battery_low": 0.0,
                 "voltage_v": volts, "current_a": amps, "apparent_power_va": u.output_w / pf,
                 "frequency_hz": self.site.frequency_hz}
 

@@ -98,11 +98,12 @@ HINTS: dict[str, VendorHints] = {
         default_type="gauge",
         firmware_without=frozenset({"power_w", "apparent_power_va", "energy_wh"}),
     ),
-    # three input and output lines; upsOutputSource normal(3)
+    # three input and output lines; upsOutputSource normal(3); upsBatteryStatus
+    # batteryNormal(2) or batteryLow(3) (depleted(4) also decodes as low)
     "ups-mib": VendorHints(
         rows={f"{_UPS}.3.3.1.5": _seq("", 3), f"{_UPS}.4.4.1.4": _seq("", 3),
               f"{_UPS}.4.4.1.5": _seq("", 3)},
-        map_raw={"on_battery": {0.0: 3, 1.0: 5}},
+        map_raw={"on_battery": {0.0: 3, 1.0: 5}, "battery_low": {0.0: 2, 1.0: 3}},
     ),
     # SunSpec: "SunS" marker, common model 1 header, model 203 header, end marker
     "sunspec-meter": VendorHints(
