@@ -177,6 +177,11 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def sys_object_id_matches(oid: str, prefixes: Iterable[str]) -> bool:
+    """Whether a sysObjectID is one of the prefixes or lies under one."""
+    return any(oid == p or oid.startswith(p + ".") for p in prefixes)
+
+
 def builtin_profile_dir() -> Path:
     """Where the shipped profiles live (inside the wheel, or the repo's collectors/)."""
     packaged = Path(__file__).parent / "collectors"
@@ -214,6 +219,11 @@ class ProfileRegistry:
     def all(self) -> list[Profile]:
         """Every profile, sorted by name."""
         return [self._profiles[n] for n in self.names()]
+
+    def for_sys_object_id(self, oid: str) -> list[str]:
+        """Names of the SNMP profiles made for a device announcing this sysObjectID."""
+        return [p.name for p in self.all()
+                if isinstance(p, SnmpProfile) and sys_object_id_matches(oid, p.sys_object_id)]
 
     @classmethod
     def load(cls, extra_dirs: Iterable[Path] = ()) -> ProfileRegistry:

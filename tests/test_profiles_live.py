@@ -92,6 +92,12 @@ def test_wrong_profile_is_refused(fixture_agent: SnmpsimServer,
     result = poll(spec, "fast", monkeypatch)
     assert not result.up and result.error_kind == "profile_mismatch"
     assert "1.3.6.1.4.1.21239" in (result.error or "")
+    assert (result.error or "").endswith("use profile vertiv-v5")
+    # A first-generation Dominion PX (PDU-MIB v1) is pointed at its own profile.
+    spec = device(raritan, fixture_agent.port, SnmpAuth(version=2, community="raritan-px1"))
+    result = poll(spec, "fast", monkeypatch)
+    assert result.error_kind == "profile_mismatch"
+    assert (result.error or "").endswith("use profile raritan-px1")
 
 
 # --- net-snmp snmpd: versions, v3 authPriv, tooBig ---------------------------------------------

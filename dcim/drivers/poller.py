@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 
@@ -17,11 +18,24 @@ from dcim.drivers.snmp import (
     fetch,
     primary_plan,
 )
-from dcim.profile import ModbusProfile, SnmpProfile
+from dcim.errors import ConfigError
+from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile, sys_object_id_matches
 from dcim.readings import PollResult, failed
 from dcim.site import DeviceSpec
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+
+
+@functools.lru_cache(maxsize=64)
+def profile_hint(sys_object_id: str) -> str:
+    """Which known profiles fit a device that announced this sysObjectID (for the error)."""
+    try:
+        names = ProfileRegistry.load().for_sys_object_id(sys_object_id)
+    except ConfigError:
+        names = []
+    if not names:
+        return "no shipped profile is made for it: choose or write a matching profile"
+    return f"use profile {' or '.join(names)}"
 
 
 class Poller:
@@ -94,11 +108,11 @@ class Poller:
         raw = (await client.get(device, [SYS_OBJECT_ID])).get(SYS_OBJECT_ID)
         if isinstance(raw, str):
             oid = raw.lstrip(".")
-            if not any(oid == p or oid.startswith(p + ".") for p in profile.sys_object_id):
+            if not sys_object_id_matches(oid, profile.sys_object_id):
                 raise SnmpDeviceError(
                     "profile_mismatch",
                     f"sysObjectID {oid} is not a {profile.name} device "
-                    f"(expects {', '.join(profile.sys_object_id)}); choose the matching profile",
+                    f"(expects {', '.join(profile.sys_object_id)}); {profile_hint(oid)}",
                 )
         # An agent without sysObjectID cannot be checked; read it as configured.
         self._verified.add((device.host, device.port))
