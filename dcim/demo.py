@@ -257,7 +257,12 @@ async def _demo(sim: Any, config: Path, workdir: Path, duration: float | None, o
         return 0 if not task.done() else int(task.result())
     finally:
         daemon.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
+        # Bounded: asyncio.wait never waits on a cancellation the way wait_for does.
+        done, _ = await asyncio.wait({task}, timeout=10)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=2)
+        elif not task.cancelled() and task.exception() is not None:
+            print(f"dcim demo: the daemon failed: {task.exception()!r}", file=sys.stderr)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

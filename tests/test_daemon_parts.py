@@ -119,6 +119,43 @@ async def test_a_slow_device_does_not_delay_the_others() -> None:
     assert all(counts[d.id] >= 5 for d in devices[1:])
 
 
+class LosesCancellation(FakePoller):
+    """Swallows the first cancellation during a poll, as Python 3.11's wait_for can when the
+    cancel races with a read that just completed (a driver then returns a normal result)."""
+
+    def __init__(self) -> None:
+        super().__init__({}, {})
+        self.swallowed = 0
+
+    async def poll(self, device: DeviceSpec, only: object = None,
+                   deadline: float | None = None) -> PollResult:
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            self.swallowed += 1
+        return PollResult(device.id, 0.0, 0.01, {"power_w": 1.0})
+
+
+async def test_stop_and_reload_end_tasks_whose_cancellation_was_lost() -> None:
+    site = _site(1)
+    devices = [DeviceSpec(**{**d.__dict__, "interval": 30.0}) for d in site.devices.values()]
+    poller = LosesCancellation()
+    counts: dict[str, int] = {}
+    sched = Scheduler(poller, lambda d, r: counts.__setitem__(d.id, counts.get(d.id, 0) + 1),  # type: ignore[arg-type]
+                      Health(), seed=3, sleep=lambda s: asyncio.sleep(min(s, 0.05)))
+    sched.set_devices(devices)
+    await asyncio.sleep(0.1)  # every task is inside its first poll
+    # A reload that drops a device: the old task must not go on polling it.
+    sched.set_devices(devices[1:])
+    await asyncio.sleep(0.5)
+    dropped = counts.get(devices[0].id, 0)
+    await asyncio.sleep(0.5)
+    assert counts.get(devices[0].id, 0) == dropped <= 1
+    async with asyncio.timeout(5):  # before the fix: waited forever on a task still polling
+        await sched.stop()
+    assert poller.swallowed >= 1
+
+
 def test_sharding_keeps_racks_whole_and_is_stable() -> None:
     site = _site(20)
     parts = [restrict_to_shard(site, i, 3) for i in range(3)]

@@ -65,6 +65,7 @@ class Scheduler:
             task = self._tasks[device_id]
             spec = getattr(task, "dcim_spec", None)
             if device_id not in wanted or spec != wanted[device_id]:
+                # Also ends at its next turn if the cancellation is lost (see _run).
                 task.cancel()
                 del self._tasks[device_id]
         for device in devices:
@@ -75,11 +76,14 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Cancel every device task and wait for them to finish."""
-        tasks = list(self._tasks.values())
+        pending = set(self._tasks.values())
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while pending:
+            # Python 3.11's wait_for can swallow a cancellation that races with a completed
+            # read (fixed in 3.12), so a task may outlive one cancel(): cancel until it ends.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
 
     async def _run(self, device: DeviceSpec) -> None:
         health = self._health.device(device.id)
@@ -87,8 +91,10 @@ class Scheduler:
         # spreads the devices over the interval so the site is not polled in one burst.
         await self._sleep(self._random.uniform(0, min(1.0, device.interval)))
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         next_at: float | None = None
-        while True:
+        # A task that was replaced or stopped ends here even if its cancellation was lost.
+        while self._tasks.get(device.id) is me:
             result = await self._poller.poll(device, deadline=deadline_for(device))
             self._record(device, health, result)
             self._on_result(device, result)
