@@ -93,7 +93,9 @@ class _Connection:
         client = AsyncModbusTcpClient(self.host, port=self.port, framer=framer,
                                       timeout=timeout, retries=0, reconnect_delay=0)
         try:
-            ok = await asyncio.wait_for(client.connect(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancellation.
+            async with asyncio.timeout(timeout):
+                ok = await client.connect()
         except (TimeoutError, OSError):
             ok = False
         if not ok:
@@ -137,9 +139,8 @@ class ModbusClient:
             read = (client.read_holding_registers if block.function == "holding"
                     else client.read_input_registers)
             try:
-                result = await asyncio.wait_for(
-                    read(block.address, count=block.count, device_id=device.unit), device.timeout
-                )
+                async with asyncio.timeout(device.timeout):
+                    result = await read(block.address, count=block.count, device_id=device.unit)
                 break
             except (TimeoutError, ModbusException, OSError) as exc:
                 await conn.drop()

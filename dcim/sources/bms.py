@@ -13,7 +13,6 @@ of 2 minutes or more: the bus republishes unchanged values only every 100 s).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -108,8 +107,10 @@ class BmsSource:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, timeout)
+            # Bounded even if the task does not end on cancel (wait_for would wait for it).
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            if done and not self._task.cancelled() and self._task.exception() is not None:
+                log.error("bms source ended with %r", self._task.exception())
 
     async def _run(self) -> None:
         backoff = 1.0
