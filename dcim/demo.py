@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dcim.compute import Snapshot
+from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 
 TOP_RACKS = 12
 
@@ -257,12 +258,7 @@ async def _demo(sim: Any, config: Path, workdir: Path, duration: float | None, o
         return 0 if not task.done() else int(task.result())
     finally:
         daemon.stop()
-        # Bounded: asyncio.wait never waits on a cancellation the way wait_for does.
-        done, _ = await asyncio.wait({task}, timeout=10)
-        if not done:
-            task.cancel()
-            await asyncio.wait({task}, timeout=2)
-        elif not task.cancelled() and task.exception() is not None:
-            print(f"dcim demo: the daemon failed: {task.exception()!r}", file=sys.stderr)
+        await asyncio.wait({task}, timeout=10)
+        await cancel_and_wait([task], CANCEL_WAIT_S)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

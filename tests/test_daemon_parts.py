@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from pathlib import Path
@@ -21,6 +22,7 @@ from dcim.profile import ProfileRegistry, SnmpProfile
 from dcim.readings import PollResult, failed
 from dcim.site import DeviceSpec, Site, build_site, restrict_to_shard, shard_of
 from dcim.state import StateStore
+from dcim.tasks import cancel_and_wait
 
 PDU = SnmpProfile.model_validate({"name": "pdu", "kind": "pdu", "protocol": "snmp",
                                   "description": "d",
@@ -154,6 +156,31 @@ async def test_stop_and_reload_end_tasks_whose_cancellation_was_lost() -> None:
     async with asyncio.timeout(5):  # before the fix: waited forever on a task still polling
         await sched.stop()
     assert poller.swallowed >= 1
+
+
+async def test_cancel_and_wait_gives_up_on_a_task_that_ignores_cancel(
+        caplog: pytest.LogCaptureFixture) -> None:
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(10)
+
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    bad = asyncio.create_task(stubborn())
+    broken = asyncio.create_task(failing(), name="broken")
+    await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        left = await cancel_and_wait([bad, broken], timeout=1.0)
+    assert left == {bad}
+    assert "task broken ended with RuntimeError('boom')" in caplog.text
+    released.set()
+    bad.cancel()
+    await asyncio.wait({bad}, timeout=1.0)
+    assert bad.done()
 
 
 def test_sharding_keeps_racks_whole_and_is_stable() -> None:

@@ -17,6 +17,7 @@ from dcim.drivers.poller import Poller
 from dcim.health import DeviceHealth, Health
 from dcim.readings import PollResult
 from dcim.site import DeviceSpec
+from dcim.tasks import cancel_and_wait
 
 log = logging.getLogger("dcim.scheduler")
 
@@ -76,14 +77,9 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Cancel every device task and wait for them to finish."""
-        pending = set(self._tasks.values())
+        tasks = list(self._tasks.values())
         self._tasks.clear()
-        while pending:
-            # Python 3.11's wait_for can swallow a cancellation that races with a completed
-            # read (fixed in 3.12), so a task may outlive one cancel(): cancel until it ends.
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.5)
+        await cancel_and_wait(tasks, timeout=None)
 
     async def _run(self, device: DeviceSpec) -> None:
         health = self._health.device(device.id)

@@ -42,6 +42,7 @@ from dcim.config import InfluxExporter
 from dcim.exporters.influx_lines import LineMaker
 from dcim.exporters.prometheus_metrics import counter, gauge
 from dcim.exporters.spool import Batch, MemorySpool, Outbox, SpoolError, SqliteSpool
+from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 
 log = logging.getLogger("dcim.influx")
 
@@ -155,17 +156,11 @@ class InfluxSink:
         deadline = time.monotonic() + timeout
         self._stopping = True
         self._wake.set()
-        spool_task, send_task = self._tasks if self._tasks else (None, None)
-        if send_task is not None:
+        if self._tasks:
             # Let a request in flight finish and record its answer, else it would go out twice.
-            done, _ = await asyncio.wait({send_task}, timeout=max(deadline - time.monotonic(), 0.1))
-            if not done:
-                send_task.cancel()
-        for task in (spool_task, send_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            _, send_task = self._tasks
+            await asyncio.wait({send_task}, timeout=max(deadline - time.monotonic(), 0.1))
+        await cancel_and_wait(self._tasks, CANCEL_WAIT_S)
         self._tasks = []
         await self._flush_pending()
         with contextlib.suppress(TimeoutError, Exception):

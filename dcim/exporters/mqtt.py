@@ -31,6 +31,7 @@ from dcim.exporters.dsx import dsx_points
 from dcim.exporters.mqtt_layout import EventTracker, Message, state_messages
 from dcim.exporters.prometheus_metrics import counter, gauge
 from dcim.site import Site
+from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 
 log = logging.getLogger("dcim.mqtt")
 
@@ -120,11 +121,8 @@ class MqttSink:
         self._wake.set()
         if self._task is None:
             return
-        done, _ = await asyncio.wait({self._task}, timeout=timeout)
-        if not done:
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        await asyncio.wait({self._task}, timeout=timeout)
+        await cancel_and_wait([self._task], CANCEL_WAIT_S)
         if self._events:
             log.warning("mqtt: %d events could not be delivered before shutdown", len(self._events))
 

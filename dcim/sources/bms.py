@@ -29,6 +29,7 @@ from dcim.exporters.prometheus_metrics import counter, gauge
 from dcim.points import POINTS, check_range
 from dcim.readings import PointValue, PollResult
 from dcim.site import DeviceSpec, Site
+from dcim.tasks import cancel_and_wait
 
 log = logging.getLogger("dcim.bms")
 
@@ -106,11 +107,7 @@ class BmsSource:
         """Unsubscribe and disconnect."""
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            # Bounded even if the task does not end on cancel (wait_for would wait for it).
-            done, _ = await asyncio.wait({self._task}, timeout=timeout)
-            if done and not self._task.cancelled() and self._task.exception() is not None:
-                log.error("bms source ended with %r", self._task.exception())
+            await cancel_and_wait([self._task], timeout)
 
     async def _run(self) -> None:
         backoff = 1.0
