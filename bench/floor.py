@@ -20,8 +20,8 @@ from typing import Any
 
 import benchlib as bl
 
-from dcim.drivers.snmpfast import SnmpClient
-from dcim.drivers.snmpwire import V2C, PduType, RequestTemplate
+from dcim.snmp.client import SnmpClient
+from dcim.snmp.codec import V2C, PduType, RequestTemplate
 
 PollFn = Callable[[int], Awaitable[int]]
 

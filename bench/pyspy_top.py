@@ -18,8 +18,8 @@ FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 IDLE_THREAD = "_worker (concurrent/futures/thread.py"
 # innermost match wins; order only matters for display
 LAYERS = [
-    ("BER codec (snmpwire)", "dcim/drivers/snmpwire.py"),
-    ("UDP client (snmpfast)", "dcim/drivers/snmpfast.py"),
+    ("BER codec", "dcim/snmp/codec.py"),
+    ("UDP client", "dcim/snmp/client.py"),
     ("collector get/walk (snmp.py)", "dcim/drivers/snmp.py"),
     ("profile decode (decode.py)", "dcim/decode.py"),
     ("range checks (points.py)", "dcim/points.py"),
@@ -30,7 +30,7 @@ LAYERS = [
     ("asyncio event loop, sockets", "selectors.py"),
     ("bench driver", "dcim_worker.py"),
     ("compute core", "dcim/compute/"),
-    ("exporters (/metrics, sinks)", "dcim/exporters/"),
+    ("exporters (/metrics, sinks)", "dcim/sinks/"),
     ("prometheus_client", "prometheus_client/"),
     ("daemon (runtime, scheduler, energy)", "dcim/daemon/"),
     ("state store", "dcim/state.py"),

@@ -190,7 +190,7 @@ class Pue(_Strict):
         return value
 
 
-class PrometheusExporter(_Strict):
+class PrometheusSink(_Strict):
     """Prometheus scrape endpoint."""
 
     listen: str = "127.0.0.1:9860"
@@ -284,7 +284,7 @@ class MqttExporter(_Strict):
 class Exporters(_Strict):
     """Optional sinks."""
 
-    prometheus: PrometheusExporter | None = None
+    prometheus: PrometheusSink | None = None
     influxdb: InfluxExporter | None = None
     mqtt: MqttExporter | None = None
 

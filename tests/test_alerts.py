@@ -52,8 +52,8 @@ def _records() -> set[str]:
 
 def exported_names() -> set[str]:
     """Every series name dcim can export (counters with their _total), from the exporter code."""
-    from dcim.exporters import prometheus_metrics
     from dcim.points import Kind
+    from dcim.sinks import prometheus_metrics
 
     names: set[str] = {"dcim_build_info"}
     sources = [Path(prometheus_metrics.__file__), ROOT / "dcim" / "exporters" / "influx.py"]
@@ -76,8 +76,8 @@ def series_names(expr: str) -> set[str]:
 
 def test_every_canonical_point_has_a_prometheus_name() -> None:
     """The exporter skips points without a name: a new point must get one."""
-    from dcim.exporters.prometheus_metrics import POINT_METRICS
     from dcim.points import POINTS
+    from dcim.sinks.prometheus_metrics import POINT_METRICS
 
     # energy counters are exported as dcim_device_energy_joules (resets and wraps removed)
     assert set(POINTS) - set(POINT_METRICS) == {"energy_wh"}
@@ -88,8 +88,8 @@ def test_ups_battery_series_the_alerts_read_are_exported() -> None:
     """A UPS reading becomes dcim_ups_battery_{low,charge_ratio,runtime_seconds}{site,ups}."""
     from sink_site import SITE_CONFIG, World, make_site
 
-    from dcim.exporters.prometheus_metrics import render
     from dcim.health import Health
+    from dcim.sinks.prometheus_metrics import render
 
     ups = {"id": "ups-1", "profile": "ups-mib", "host": "h"}
     world = World(make_site({"devices": [*SITE_CONFIG["devices"], ups]}))

@@ -16,10 +16,10 @@ from dcim.compute.snapshot import Published
 from dcim.config import parse_config
 from dcim.daemon.notify import Notifier
 from dcim.daemon.scheduler import Scheduler, deadline_for, next_delay
-from dcim.exporters.prometheus_metrics import render
 from dcim.health import Health
 from dcim.profile import ProfileRegistry, SnmpProfile
 from dcim.readings import PollResult, failed
+from dcim.sinks.prometheus_metrics import render
 from dcim.site import DeviceSpec, Site, build_site, restrict_to_shard, shard_of
 from dcim.state import StateStore
 from dcim.tasks import cancel_and_wait

@@ -20,8 +20,8 @@ from aiohttp import web
 from sink_site import World
 
 from dcim.config import InfluxExporter
-from dcim.exporters import influx
-from dcim.exporters.influx import InfluxSink, classify, retry_after
+from dcim.sinks import influx
+from dcim.sinks.influx import InfluxSink, classify, retry_after
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _feed(sink: InfluxSink, world: World, t0: float, ticks: int) -> None:
 
 
 def _expected(world: World, t0: float, ticks: int) -> list[str]:
-    from dcim.exporters.influx_lines import LineMaker
+    from dcim.sinks.influx_lines import LineMaker
     maker = LineMaker()
     fresh = World(world.site)
     out: list[str] = []

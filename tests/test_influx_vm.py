@@ -15,7 +15,7 @@ from servers import ExportedSeries, VictoriaMetricsServer
 from sink_site import World
 
 from dcim.config import InfluxExporter
-from dcim.exporters.influx import InfluxSink
+from dcim.sinks.influx import InfluxSink
 
 T0 = 1_760_000_000.0
 

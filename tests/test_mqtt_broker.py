@@ -22,7 +22,7 @@ from sink_site import World
 from test_mqtt_dsx import validate_message
 
 from dcim.config import MqttExporter
-from dcim.exporters.mqtt import MqttSink
+from dcim.sinks.mqtt import MqttSink
 
 T0 = 1_760_000_000.0
 

@@ -10,8 +10,8 @@ from typing import Any
 from sink_site import World, make_site
 
 from dcim.config import MqttExporter
-from dcim.exporters.dsx import dsx_points, value_payload
-from dcim.exporters.mqtt import MqttSink
+from dcim.sinks.dsx import dsx_points, value_payload
+from dcim.sinks.mqtt import MqttSink
 
 SCHEMA = json.loads((Path(__file__).parent / "dsx_bms_schema.json").read_text())
 T0 = 1_760_000_000.0

@@ -162,7 +162,7 @@ async def test_get_is_split_when_the_agent_says_toobig(engine: str,
     # the agent here is dcim's own RFC 3416 responder (the simulator's), limited to 1472 bytes:
     # 24 values of 90 bytes do not fit, so the GET must be split until the parts do.
     from dcim.drivers.snmp import FastClient, PysnmpClient
-    from dcim.drivers.snmpfast import Mib, mib_handler, serve_snmp
+    from dcim.sim.snmp_agent import Mib, mib_handler, serve_snmp
 
     long = {f"1.3.6.1.4.1.99999.3.{i}.0": b"x" * 90 for i in range(1, 41)}
     transport = await serve_snmp("127.0.0.1", 0, mib_handler(Mib(long), max_size=1472))
@@ -215,7 +215,7 @@ async def test_modbus_profiles_read_their_fixtures_live(modbus_gateway: int) -> 
 async def test_walk_follows_tables_that_grow(engine: str) -> None:
     """Repetitions learned from the last walk are a hint: a changed table is still read whole."""
     from dcim.drivers.snmp import FastClient, PysnmpClient
-    from dcim.drivers.snmpfast import Mib, mib_handler, serve_snmp
+    from dcim.sim.snmp_agent import Mib, mib_handler, serve_snmp
 
     phases, outlets = "1.3.6.1.4.1.99999.5.1", "1.3.6.1.4.1.99999.5.2"
     mib = Mib({**{f"{phases}.{i}": 230 + i for i in range(1, 4)},

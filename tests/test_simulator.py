@@ -26,7 +26,6 @@ import yaml
 
 from dcim.compute.cooling import heat_removed_w
 from dcim.config import COOLANTS
-from dcim.drivers.snmpwire import parse_oid
 from dcim.points import Kind
 from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile
 from dcim.sim import presets, vendors
@@ -35,6 +34,7 @@ from dcim.sim.model import Controls, Physics
 from dcim.sim.topology import SimDevice, SimRack, SimSite
 from dcim.sim.world import World
 from dcim.site import Site, load_site
+from dcim.snmp.codec import parse_oid
 from dcim.spotcheck import poll_once
 
 REGISTRY = ProfileRegistry.load()

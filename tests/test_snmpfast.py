@@ -27,17 +27,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from servers import SnmpdServer
 
-from dcim.drivers.snmpfast import (
-    Mib,
-    SnmpClient,
-    SnmpError,
-    SnmpErrorStatus,
-    SnmpTimeout,
-    mib_handler,
-    respond,
-    serve_snmp,
-)
-from dcim.drivers.snmpwire import (
+from dcim.sim.snmp_agent import Mib, mib_handler, respond, serve_snmp
+from dcim.snmp.client import SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout
+from dcim.snmp.codec import (
     END_OF_MIB_VIEW,
     NO_SUCH_INSTANCE,
     NO_SUCH_OBJECT,

@@ -14,7 +14,7 @@ from pyasn1.codec.ber import encoder as ber_encoder
 from pyasn1.type import univ
 from pysnmp.proto import api
 
-from dcim.drivers.snmpwire import (
+from dcim.snmp.codec import (
     END_OF_MIB_VIEW,
     NO_SUCH_INSTANCE,
     NO_SUCH_OBJECT,

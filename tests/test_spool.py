@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dcim.exporters.spool import MemorySpool, SpoolError, SqliteSpool
+from dcim.sinks.spool import MemorySpool, SpoolError, SqliteSpool
 
 
 def _rows(n: int, start: int = 0, t: float = 100.0) -> list[tuple[str, float]]:

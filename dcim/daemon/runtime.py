@@ -27,9 +27,9 @@ from dcim.daemon.notify import Notifier
 from dcim.daemon.scheduler import Scheduler
 from dcim.drivers.poller import Poller
 from dcim.errors import ConfigError
-from dcim.exporters.prometheus import PrometheusExporter
 from dcim.health import Health
 from dcim.readings import PollResult
+from dcim.sinks.prometheus import PrometheusSink
 from dcim.site import DeviceSpec, Site, load_site, restrict_to_shard
 from dcim.sources import BmsSource, make_sources, owned_devices
 from dcim.state import StateStore
@@ -77,11 +77,11 @@ def make_sinks(site: Site, state_dir: Path, only: Iterable[str] = SINK_NAMES) ->
     sinks: list[Sink] = []
     exporters = site.config.exporters
     if exporters.influxdb is not None and "influxdb" in only:
-        from dcim.exporters.influx import InfluxSink
+        from dcim.sinks.influx import InfluxSink
 
         sinks.append(InfluxSink(exporters.influxdb, state_dir))
     if exporters.mqtt is not None and "mqtt" in only:
-        from dcim.exporters.mqtt import MqttSink
+        from dcim.sinks.mqtt import MqttSink
 
         sinks.append(MqttSink(exporters.mqtt, site))
     return sinks
@@ -109,7 +109,7 @@ class Daemon:
         self.store = StateStore()
         self.poller: Poller | None = None
         self.site: Site | None = None
-        self.exporter: PrometheusExporter | None = None
+        self.exporter: PrometheusSink | None = None
         self.sinks: list[Sink] = []
         self.sources: list[BmsSource] = []
         self.energy: dict[str, DeviceEnergy] = {}
@@ -162,7 +162,7 @@ class Daemon:
         web_config = (site.config.exporters.prometheus.web_config_file
                       if site.config.exporters.prometheus else None)
         try:
-            self.exporter = PrometheusExporter(listen, self.health, web_config)
+            self.exporter = PrometheusSink(listen, self.health, web_config)
             self.exporter.healthy = lambda: self._alive(time.monotonic())
             self.exporter.start()
         except ConfigError as exc:

@@ -12,7 +12,7 @@ from dcim.drivers.modbus import ModbusClient, ModbusDeviceError
 from dcim.drivers.snmp import (
     FastClient,
     PysnmpClient,
-    SnmpCollector,
+    SnmpDriver,
     SnmpDeviceError,
     fallback_plan,
     fetch,
@@ -50,7 +50,7 @@ class Poller:
         self._modbus = ModbusClient()
         self._verified: set[tuple[str, int]] = set()
 
-    def _snmp_client(self, device: DeviceSpec) -> SnmpCollector:
+    def _snmp_client(self, device: DeviceSpec) -> SnmpDriver:
         """The fast BER path for v1/v2c, pysnmp for v3 (USM auth and privacy)."""
         assert device.auth is not None
         if device.auth.version < 3 and self._fast_ok:
@@ -102,7 +102,7 @@ class Poller:
             decoded = decode_snmp(profile, data, device.rack_cap_w, only)
         return decoded
 
-    async def _verify_model(self, client: SnmpCollector, device: DeviceSpec,
+    async def _verify_model(self, client: SnmpDriver, device: DeviceSpec,
                             profile: SnmpProfile) -> None:
         """Refuse to read a device with a profile made for another model (wrong numbers)."""
         raw = (await client.get(device, [SYS_OBJECT_ID])).get(SYS_OBJECT_ID)

@@ -13,9 +13,9 @@ from functools import cache
 from typing import Any
 
 from dcim.decode import Missing, RawValue, SnmpData
-from dcim.drivers.snmpfast import SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout
 from dcim.profile import SnmpPoint, SnmpProfile, SnmpSource
 from dcim.site import DeviceSpec, SnmpAuth
+from dcim.snmp.client import SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout
 
 # Agents commonly cap a PDU at ~1472 bytes; 24 varbinds of long OIDs stay well below that.
 MAX_GET_VARBINDS = 24
@@ -97,7 +97,7 @@ class _StatusError(Exception):
         self.index = index
 
 
-class SnmpCollector:
+class SnmpDriver:
     """GET with tooBig splitting and multi-column table walks, over some SNMP transport."""
 
     def __init__(self) -> None:
@@ -207,7 +207,7 @@ class SnmpCollector:
         return tables
 
 
-class PysnmpClient(SnmpCollector):
+class PysnmpClient(SnmpDriver):
     """SNMP over pysnmp's high-level API (all versions; the v3 path), reusing engine and targets."""
 
     def __init__(self, max_in_flight: int = 64):
@@ -278,8 +278,8 @@ class PysnmpClient(SnmpCollector):
         return await self._call(device, bulk_cmd, 0, reps, *self._binds(oids))
 
 
-class FastClient(SnmpCollector):
-    """SNMPv1/v2c over dcim's own BER codec (snmpwire): the fast path, one shared socket."""
+class FastClient(SnmpDriver):
+    """SNMPv1/v2c over dcim's own BER codec (dcim/snmp/codec.py): the fast path, one shared socket."""
 
     def __init__(self, max_in_flight: int = 64):
         super().__init__()
@@ -323,7 +323,7 @@ _WIRE_MISSING = {0x80: Missing("noSuchObject"), 0x81: Missing("noSuchInstance"),
 
 
 def _wire_raw(value: object) -> RawValue:
-    """Convert an snmpwire value into a plain Python value or Missing."""
+    """Convert a codec value into a plain Python value or Missing."""
     if isinstance(value, int):
         return int(value)
     if isinstance(value, bytes):
@@ -367,7 +367,7 @@ def _make_auth(auth: SnmpAuth) -> Any:
     return UsmUserData(auth.user, **kwargs)
 
 
-async def fetch(client: SnmpCollector, device: DeviceSpec, plan: SnmpPlan,
+async def fetch(client: SnmpDriver, device: DeviceSpec, plan: SnmpPlan,
                 max_repetitions: int, data: SnmpData | None = None) -> SnmpData:
     """Fetch a plan's scalars and columns into (a copy of) SnmpData."""
     data = data or SnmpData()

@@ -1,7 +1,7 @@
 """Serving simulated devices: one UDP SNMP agent or Modbus TCP port per device (or gateway).
 
 The agents answer from the World's latest state through the shared SNMP codec
-(`dcim.drivers.snmpfast.respond`) and a minimal Modbus TCP responder (read holding/input
+(`dcim.sim.snmp_agent.respond`) and a minimal Modbus TCP responder (read holding/input
 registers), and act out the injected faults: timeout, garbage, exception, slow.
 """
 
@@ -16,8 +16,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcim.drivers.snmpfast import Mib, respond
-from dcim.drivers.snmpwire import (
+from dcim.sim.snmp_agent import Mib, respond
+from dcim.sim.topology import SimDevice
+from dcim.sim.wire import ModbusImage, SnmpImage
+from dcim.sim.world import World
+from dcim.snmp.codec import (
     ErrorStatus,
     Message,
     Pdu,
@@ -26,9 +29,6 @@ from dcim.drivers.snmpwire import (
     decode_message,
     encode_message,
 )
-from dcim.sim.topology import SimDevice
-from dcim.sim.wire import ModbusImage, SnmpImage
-from dcim.sim.world import World
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from dcim.decode import (
     decode_snmp,
     number_to_registers,
 )
-from dcim.drivers.snmpwire import OID, Counter32, Counter64, Gauge32, TimeTicks, Value, parse_oid
 from dcim.profile import ModbusProfile, ModbusSource, Profile, Scaling, SnmpProfile, SnmpSource
 from dcim.sim.canonical import PointValue, neutral_current_a
 from dcim.sim.vendors import VendorHints
+from dcim.snmp.codec import OID, Counter32, Counter64, Gauge32, TimeTicks, Value, parse_oid
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ import aiomqtt
 from prometheus_client.metrics_core import Metric
 
 from dcim.config import MqttExporter
-from dcim.exporters.mqtt import auth_refused, default_client_id, make_client
-from dcim.exporters.prometheus_metrics import counter, gauge
 from dcim.points import POINTS, check_range
 from dcim.readings import PointValue, PollResult
+from dcim.sinks.mqtt import auth_refused, default_client_id, make_client
+from dcim.sinks.prometheus_metrics import counter, gauge
 from dcim.site import DeviceSpec, Site
 from dcim.tasks import cancel_and_wait
 

@@ -27,9 +27,9 @@ from prometheus_client.metrics_core import Metric
 
 from dcim.compute.snapshot import Published
 from dcim.config import MqttExporter
-from dcim.exporters.dsx import dsx_points
-from dcim.exporters.mqtt_layout import EventTracker, Message, state_messages
-from dcim.exporters.prometheus_metrics import counter, gauge
+from dcim.sinks.dsx import dsx_points
+from dcim.sinks.mqtt_layout import EventTracker, Message, state_messages
+from dcim.sinks.prometheus_metrics import counter, gauge
 from dcim.site import Site
 from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 

@@ -26,8 +26,8 @@ from prometheus_client.metrics_core import Metric
 
 from dcim.compute.snapshot import Published
 from dcim.errors import ConfigError
-from dcim.exporters.prometheus_metrics import render
 from dcim.health import Health
+from dcim.sinks.prometheus_metrics import render
 
 log = logging.getLogger("dcim.prometheus")
 
@@ -82,8 +82,8 @@ class WebConfig:
         return bool(bcrypt.checkpw(password.encode(), hashed))
 
 
-class _Collector:
-    def __init__(self, exporter: PrometheusExporter):
+class _SnapshotMetrics:
+    def __init__(self, exporter: PrometheusSink):
         self._exporter = exporter
 
     def collect(self) -> Iterator[Metric]:
@@ -103,7 +103,7 @@ LANDING = """<!doctype html><html><head><title>dcim</title></head><body>
 <p><a href="/metrics">/metrics</a></p></body></html>"""
 
 
-class PrometheusExporter:
+class PrometheusSink:
     """Serves /metrics from the latest Published snapshot."""
 
     def __init__(self, listen: str, health: Health, web_config: Path | None = None):
@@ -120,7 +120,7 @@ class PrometheusExporter:
         self.healthy: Callable[[], bool] = lambda: True
         self.web = WebConfig(web_config)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self))
+        self.registry.register(_SnapshotMetrics(self))
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> None:

@@ -39,9 +39,9 @@ from prometheus_client.metrics_core import Metric
 
 from dcim.compute.snapshot import Published
 from dcim.config import InfluxExporter
-from dcim.exporters.influx_lines import LineMaker
-from dcim.exporters.prometheus_metrics import counter, gauge
-from dcim.exporters.spool import Batch, MemorySpool, Outbox, SpoolError, SqliteSpool
+from dcim.sinks.influx_lines import LineMaker
+from dcim.sinks.prometheus_metrics import counter, gauge
+from dcim.sinks.spool import Batch, MemorySpool, Outbox, SpoolError, SqliteSpool
 from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 
 log = logging.getLogger("dcim.influx")
