@@ -12,8 +12,8 @@ from dcim.drivers.modbus import ModbusClient, ModbusDeviceError
 from dcim.drivers.snmp import (
     FastClient,
     PysnmpClient,
-    SnmpDriver,
     SnmpDeviceError,
+    SnmpDriver,
     fallback_plan,
     fetch,
     primary_plan,
