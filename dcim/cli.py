@@ -68,7 +68,7 @@ def profiles() -> None:
 
 
 def pue_json(snapshot: Snapshot) -> dict[str, object]:
-    """The `dcim pue --json` object (DESIGN "CLI")."""
+    """The `dcim pue --json` object (README "Commands")."""
     pue = snapshot.pue
     return {
         "pue": None if pue.value is None else round(pue.value, 4),
@@ -193,7 +193,7 @@ def run(
 
 
 def poll_json(result: PollResult, profile: str) -> dict[str, object]:
-    """The `dcim poll --json` object (DESIGN "CLI")."""
+    """The `dcim poll --json` object (README "Commands")."""
     errors = dict(result.errors)
     if result.error:
         errors = {"*": result.error}

@@ -1,4 +1,4 @@
-"""Site config: the YAML users write, validated strictly (DESIGN "Site config").
+"""Site config: the YAML users write, validated strictly (README "Site config").
 
 Unknown keys are errors, `${ENV}` is expanded in every string, `*_file` keys read a secret
 from a file, and every problem is reported as `path: message`.

@@ -1,7 +1,7 @@
 """Canonical points: the vocabulary every device profile maps onto.
 
 A profile may only name points listed here for its device kind. Each point carries its unit
-and the physical range outside which a reading is rejected (DESIGN "Canonical points").
+and the physical range outside which a reading is rejected.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Fixtures that run real servers (see servers.py) on free loopback ports.
+"""Fixtures that run real servers (see support/servers.py) on free loopback ports.
+
+Layout: tests/unit/ runs no server or process (`scripts/test --unit`); tests/live/ runs real
+servers (snmpd, snmpsim, Mosquitto, Prometheus, ...); tests/support/ holds the helpers both use;
+tests/fixtures/ the device recordings and goldens. No test module imports another.
 
 Factories (`*_factory`) are function-scoped: every call starts a fresh server in its own tmp
 directory, and everything a test started is stopped (SIGTERM, then SIGKILL) and reaped at its
@@ -13,17 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from servers import (
+from support.registry import SNMP_V3_USER, ServerRegistry
+from support.servers import (
     AlertmanagerServer,
     ManagedServer,
     MosquittoServer,
     PrometheusServer,
     SnmpdServer,
     SnmpsimServer,
-    SnmpV3User,
     VictoriaMetricsServer,
     WebhookReceiver,
     promtool_binary,
@@ -33,39 +37,15 @@ from servers import (
 # test_servers.py runs an inner pytest session to prove teardown on failure.
 pytest_plugins = ["pytester"]
 
-S = TypeVar("S", bound=ManagedServer)
 
 _SERVERS_KEY = pytest.StashKey[list[ManagedServer]]()
 
 
-class ServerRegistry:
-    """Starts servers for one scope and stops them all at its end."""
-
-    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
-        self.tmp_path_factory = tmp_path_factory
-        self.servers: list[ManagedServer] = []
-
-    def workdir(self, name: str) -> Path:
-        """A fresh directory for one server."""
-        return self.tmp_path_factory.mktemp(name)
-
-    def add(self, server: S, start: bool = True) -> S:
-        """Track `server` (and start it unless start=False)."""
-        self.servers.append(server)
-        if start:
-            server.start()
-        return server
-
-    def stop_all(self) -> None:
-        """Stop in reverse start order, so consumers go before what they depend on."""
-        errors = []
-        for server in reversed(self.servers):
-            try:
-                server.stop()
-            except Exception as exc:  # keep stopping the rest
-                errors.append(f"{server!r}: {exc!r}")
-        if errors:
-            raise RuntimeError("could not stop: " + "; ".join(errors))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/live/ carries the `live` marker (`-m "not live"` leaves it out)."""
+    for item in items:
+        if "live" in item.path.parts[-2:-1]:
+            item.add_marker(pytest.mark.live)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -106,7 +86,6 @@ def session_server_registry(
 
 # --- SNMP -------------------------------------------------------------------------------------
 
-SNMP_V3_USER = SnmpV3User()
 
 
 @pytest.fixture

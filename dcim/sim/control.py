@@ -1,4 +1,4 @@
-"""The control API: a small JSON-over-HTTP server on loopback (DESIGN "Simulator").
+"""The control API: a small JSON-over-HTTP server on loopback (docs/simulator.md).
 
     GET  /truth                          the state being served, with its time
     GET  /devices/{id}                   one device's values (model and as dcim decodes them)

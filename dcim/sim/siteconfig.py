@@ -1,4 +1,4 @@
-"""Writing the site config (DESIGN "Site config") that points dcim at the simulated devices."""
+"""Writing the site config (README "Site config") that points dcim at the simulated devices."""
 
 from __future__ import annotations
 

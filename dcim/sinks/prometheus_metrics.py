@@ -1,4 +1,4 @@
-"""Prometheus rendering of a Snapshot: names, units, labels and HELP (DESIGN "Prometheus names").
+"""Prometheus rendering of a Snapshot: names, units, labels and HELP.
 
 Rendering only: every number comes from the Snapshot, the energy totals or the health
 counters; nothing here computes PUE or totals. Series whose value is withheld are absent.

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_process import DaemonProcess
-from servers import PrometheusServer, wait_until
+from support.daemon_process import DaemonProcess
+from support.servers import PrometheusServer, wait_until
 
 from dcim.sim.child import SimulatorProcess
 
@@ -248,7 +248,7 @@ def test_invalid_config_exits_2(tmp_path: Path) -> None:
 
 def test_landing_page_and_health(frozen_tiny: SimulatorProcess,
                                  daemon_factory: Callable[..., DaemonProcess]) -> None:
-    from servers import http_request
+    from support.servers import http_request
 
     daemon = daemon_factory(frozen_tiny)
     daemon.start()

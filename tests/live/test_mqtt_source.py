@@ -10,8 +10,8 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from servers import MosquittoServer
-from sink_site import REGISTRY, SITE_CONFIG
+from support.servers import MosquittoServer
+from support.sink_site import REGISTRY, SITE_CONFIG
 
 from dcim.compute import compute
 from dcim.config import parse_config
@@ -169,7 +169,7 @@ def test_daemon_takes_a_bms_leak_instead_of_polling(tmp_path: Any, mosquitto: Mo
     """`dcim run` end to end: the tiny site's CDU is fed by the BMS, not polled."""
     import yaml
     from daemon_process import DaemonProcess
-    from servers import wait_until
+    from support.servers import wait_until
 
     from dcim.sim.child import SimulatorProcess
 

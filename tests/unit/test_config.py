@@ -20,7 +20,7 @@ from dcim.config import parse_duration
 from dcim.errors import ConfigError
 from dcim.site import Site, load_site
 
-CASES = Path(__file__).parent / "config_cases"
+CASES = Path(__file__).resolve().parent.parent / "config_cases"
 UPDATE = os.environ.get("DCIM_UPDATE_GOLDENS") == "1"
 
 

@@ -8,21 +8,19 @@ type check) and run against a real Prometheus with an empty TSDB.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from servers import PrometheusServer, promtool_binary
-from test_alerts import exported_names, series_names
+from support.dashboards import DASHBOARDS, FILES, expressions, load, panels
+from support.series import exported_names, series_names
+from support.servers import PrometheusServer, promtool_binary
 
-ROOT = Path(__file__).resolve().parent.parent
-DASHBOARDS = ROOT / "dashboards"
-FILES = sorted(DASHBOARDS.glob("*.json"))
+ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = DASHBOARDS / "provisioning"
 
 # The classic dashboard JSON model: Grafana's latest schema version (its last v1-API migration).
@@ -53,40 +51,11 @@ EXPECTED = {
 }
 
 
-def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel that shows data (rows and the panels of collapsed rows flattened)."""
-    for panel in dashboard["panels"]:
-        if panel["type"] == "row":
-            yield from panel.get("panels", [])
-        else:
-            yield panel
-
-
 def substitute(expr: str) -> str:
     for name in sorted(VARIABLES, key=len, reverse=True):
         expr = expr.replace(name, VARIABLES[name])
     assert "$" not in expr, f"unknown variable left in {expr!r}"
     return expr
-
-
-def expressions(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, PromQL) for every query: panels, annotations, and variables' label_values()."""
-    for panel in panels(dashboard):
-        for target in panel["targets"]:
-            yield f"{dashboard['title']} / {panel['title']} / {target['refId']}", target["expr"]
-    for annotation in dashboard["annotations"]["list"]:
-        if "expr" in annotation:
-            yield f"{dashboard['title']} / annotation {annotation['name']}", annotation["expr"]
-    for variable in dashboard["templating"]["list"]:
-        if variable["type"] == "query":
-            match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["definition"])
-            assert match, variable["definition"]
-            yield f"{dashboard['title']} / variable {variable['name']}", match.group(1)
 
 
 def all_expressions() -> list[tuple[str, str]]:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from servers import free_port, http_request, wait_until
+
+from support.servers import free_port, http_request, wait_until
 
 
 def parse_metrics(text: str) -> dict[str, float]:

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from servers import promtool_binary, require_binary
+from support.series import exported_names, series_names
+from support.servers import promtool_binary, require_binary
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
 RULE_FILES = sorted((ALERTS / "rules").glob("*.yml"))
 TEST_FILES = sorted((ALERTS / "tests").glob("*.yml"))
@@ -50,30 +51,6 @@ def _records() -> set[str]:
     return {r["record"] for g in _groups() for r in g["rules"] if "record" in r}
 
 
-def exported_names() -> set[str]:
-    """Every series name dcim can export (counters with their _total), from the exporter code."""
-    from dcim.points import Kind
-    from dcim.sinks import prometheus_metrics
-
-    names: set[str] = {"dcim_build_info"}
-    sources = [Path(prometheus_metrics.__file__), ROOT / "dcim" / "exporters" / "influx.py"]
-    for source in sources:
-        text = source.read_text()
-        names |= set(re.findall(r'_g\(\s*"(dcim_[a-z0-9_]+)"', text))
-        names |= set(re.findall(r'\(\s*"(dcim_[a-z0-9_]+)",\s*[a-z_.]+,\s*"', text))
-        names |= set(re.findall(r'gauge\(\s*"(dcim_[a-z0-9_]+)"', text))
-        names |= {f"{n}_total" for n in re.findall(r'(?:_c|counter)\(\s*"(dcim_[a-z0-9_]+)"', text)}
-    for kind in Kind:
-        for spec in prometheus_metrics.POINT_METRICS.values():  # (suffix, factor, ...)
-            names.add(f"dcim_{kind}_{spec[0]}")
-    return names
-
-
-def series_names(expr: str) -> set[str]:
-    """dcim_* and recorded (a:b:c) series names an expression reads."""
-    return set(re.findall(r"\b(dcim_[a-z0-9_]+|[a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b", expr))
-
-
 def test_every_canonical_point_has_a_prometheus_name() -> None:
     """The exporter skips points without a name: a new point must get one."""
     from dcim.points import POINTS
@@ -86,7 +63,7 @@ def test_every_canonical_point_has_a_prometheus_name() -> None:
 
 def test_ups_battery_series_the_alerts_read_are_exported() -> None:
     """A UPS reading becomes dcim_ups_battery_{low,charge_ratio,runtime_seconds}{site,ups}."""
-    from sink_site import SITE_CONFIG, World, make_site
+    from support.sink_site import SITE_CONFIG, World, make_site
 
     from dcim.health import Health
     from dcim.sinks.prometheus_metrics import render

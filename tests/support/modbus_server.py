@@ -9,7 +9,8 @@ from typing import Any
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
-from test_profiles import modbus_exceptions, modbus_fixture, modbus_words
+
+from support.profiles import modbus_exceptions, modbus_fixture, modbus_words
 
 
 def free_tcp_port() -> int:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from servers import ExportedSeries, VictoriaMetricsServer
-from sink_site import World
+from support.servers import ExportedSeries, VictoriaMetricsServer
+from support.sink_site import World
 
 from dcim.config import InfluxExporter
 from dcim.sinks.influx import InfluxSink

@@ -11,7 +11,6 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
-from conftest import ServerRegistry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pysnmp.hlapi.v3arch.asyncio import (
@@ -25,7 +24,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
     get_cmd,
     next_cmd,
 )
-from servers import SnmpdServer
+from support.registry import ServerRegistry
+from support.servers import SnmpdServer
 
 from dcim.sim.snmp_agent import Mib, mib_handler, respond, serve_snmp
 from dcim.snmp.client import SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout

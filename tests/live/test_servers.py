@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import servers as servers_module
-from servers import (
+from support import servers as servers_module
+from support.servers import (
     AlertmanagerServer,
     MissingBinaryError,
     MosquittoServer,
@@ -124,9 +124,11 @@ def test_snmpsim_retries_when_its_port_is_taken(
 
 
 def test_servers_are_stopped_when_a_test_fails(pytester: pytest.Pytester) -> None:
-    here = Path(__file__).parent
-    pytester.makeconftest((here / "conftest.py").read_text())
-    pytester.makepyfile(servers=(here / "servers.py").read_text())
+    tests = Path(__file__).resolve().parents[1]
+    pytester.makeconftest((tests / "conftest.py").read_text())
+    support = pytester.mkpydir("support")
+    for name in ("servers.py", "registry.py"):
+        (support / name).write_text((tests / "support" / name).read_text())
     pytester.makepyfile(
         test_inner="""
         from pathlib import Path

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from modbus_server import serve_modbus_fixtures
-from servers import SnmpsimServer
-from test_profiles import SNMP_FIXTURES, golden_of, shipped_registry
+from support.modbus_server import serve_modbus_fixtures
+from support.profiles import SNMP_FIXTURES, golden_of, shipped_registry
+from support.servers import SnmpsimServer
 
 REGISTRY = shipped_registry()
 RACKS = {"r1": {"A": "apc-rpdu2", "B": "raritan-px"}, "r2": {"A": "servertech-sentry4"},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from sink_site import World
+from support.sink_site import World
 
 from dcim.config import InfluxExporter
 from dcim.sinks import influx

@@ -13,15 +13,15 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from conftest import SNMP_V3_USER, ServerRegistry
-from modbus_server import serve_modbus_fixtures
-from servers import SnmpdServer, SnmpsimServer
-from test_profiles import (
+from support.modbus_server import serve_modbus_fixtures
+from support.profiles import (
     SNMP_FIXTURES,
     assert_golden,
     golden_of,
     shipped_registry,
 )
+from support.registry import SNMP_V3_USER, ServerRegistry
+from support.servers import SnmpdServer, SnmpsimServer
 
 from dcim.drivers.poller import Poller
 from dcim.profile import ModbusProfile, SnmpProfile

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_process import DaemonProcess
-from servers import (
+from support.daemon_process import DaemonProcess
+from support.servers import (
     ExportedSeries,
     MosquittoServer,
     VictoriaMetricsServer,

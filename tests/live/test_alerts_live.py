@@ -23,20 +23,20 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_process import DaemonProcess
-from servers import (
+from support.daemon_process import DaemonProcess
+from support.dashboards import FILES as DASHBOARD_FILES
+from support.dashboards import expressions, load, panels
+from support.servers import (
     AlertmanagerServer,
     PrometheusServer,
     WebhookReceiver,
     free_port,
     wait_until,
 )
-from test_dashboards import FILES as DASHBOARD_FILES
-from test_dashboards import expressions, load, panels
 
 from dcim.sim.child import SimulatorProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "rules"
 AM_EXAMPLE = ROOT / "alerts" / "alertmanager.example.yml"
 SITE = "sim-tiny"

@@ -17,9 +17,9 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from servers import MosquittoServer
-from sink_site import World
-from test_mqtt_dsx import validate_message
+from support.dsx import validate_message
+from support.servers import MosquittoServer
+from support.sink_site import World
 
 from dcim.config import MqttExporter
 from dcim.sinks.mqtt import MqttSink
