@@ -2,7 +2,9 @@
 
 A slow or dead device only delays itself. A device that keeps failing backs off. Its first
 failure is logged once and its recovery logged (no log flood), like Home Assistant's update
-coordinator; the rest is counted in Health and exported.
+coordinator; the rest is counted in Health and exported. No exception ends a device's task:
+whatever escapes a poll (a bug, an arithmetic error on a hostile value) becomes a failed poll
+of kind "internal", logged once with its traceback, and the device is polled again on schedule.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from dcim.drivers.poller import Poller
 from dcim.health import DeviceHealth, Health
-from dcim.readings import PollResult
+from dcim.readings import PollResult, failed
 from dcim.site import DeviceSpec
 from dcim.tasks import cancel_and_wait
 
@@ -58,6 +60,8 @@ class Scheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._random = random.Random(seed)
         self._sleep = sleep
+        # (device, where) pairs whose traceback was logged since the device last succeeded.
+        self._reported: set[tuple[str, str]] = set()
 
     def set_devices(self, devices: list[DeviceSpec]) -> None:
         """Start tasks for new or changed devices and stop tasks for removed ones."""
@@ -91,9 +95,14 @@ class Scheduler:
         next_at: float | None = None
         # A task that was replaced or stopped ends here even if its cancellation was lost.
         while self._tasks.get(device.id) is me:
-            result = await self._poller.poll(device, deadline=deadline_for(device))
+            result = await self._poll(device)
             self._record(device, health, result)
-            self._on_result(device, result)
+            try:
+                self._on_result(device, result)
+            except Exception as exc:  # a bug must not end the device's task
+                self._report(device, "handling its result", exc)
+            if result.up:
+                self._reported = {r for r in self._reported if r[0] != device.id}
             now = loop.time()
             if next_at is None:
                 next_at = now + self._random.uniform(0, device.interval)
@@ -106,6 +115,25 @@ class Scheduler:
                 missed = (now - next_at) // device.interval + 1
                 next_at += missed * device.interval
             await self._sleep(next_at - now)
+
+    async def _poll(self, device: DeviceSpec) -> PollResult:
+        """One poll; anything it raises is a failed poll of kind "internal", never the task's end."""
+        started = time.monotonic()
+        try:
+            return await self._poller.poll(device, deadline=deadline_for(device))
+        except Exception as exc:  # the one guard around every poll
+            self._report(device, "polling", exc)
+            return failed(device.id, time.time(), time.monotonic() - started, "internal",
+                          f"internal error: {type(exc).__name__}: {exc}")
+
+    def _report(self, device: DeviceSpec, where: str, exc: Exception) -> None:
+        """Log an unexpected exception with its traceback once until the device next succeeds."""
+        if (device.id, where) in self._reported:
+            log.debug("%s: %s raised again: %r", device.id, where, exc)
+            return
+        self._reported.add((device.id, where))
+        log.error("%s: %s raised %s (a dcim bug; the device is polled again on schedule)",
+                  device.id, where, type(exc).__name__, exc_info=exc)
 
     def _record(self, device: DeviceSpec, health: DeviceHealth, result: PollResult) -> None:
         health.polls += 1

@@ -121,6 +121,53 @@ async def test_a_slow_device_does_not_delay_the_others() -> None:
     assert all(counts[d.id] >= 5 for d in devices[1:])
 
 
+class RaisesPoller(FakePoller):
+    """Raises what a hostile value made decode raise (math.pow overflow) for some polls."""
+
+    def __init__(self, raises: dict[str, int]):
+        super().__init__({}, {})
+        self.raises = raises
+
+    async def poll(self, device: DeviceSpec, only: object = None,
+                   deadline: float | None = None) -> PollResult:
+        if self.raises.get(device.id, 0) > 0:
+            self.raises[device.id] -= 1
+            raise OverflowError("math range error")
+        return PollResult(device.id, 0.0, 0.01, {"power_w": 1.0})
+
+
+async def test_an_exception_from_a_poll_marks_the_device_down_and_polling_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    site = _site(1)
+    devices = [DeviceSpec(**{**d.__dict__, "interval": 0.05, "timeout": 0.01})
+               for d in site.devices.values()]
+    bad, good = devices[0].id, devices[1].id
+    poller = RaisesPoller({bad: 4})
+    results: dict[str, list[PollResult]] = {}
+
+    def on_result(d: DeviceSpec, r: PollResult) -> None:
+        results.setdefault(d.id, []).append(r)
+        if d.id == good and len(results[good]) == 2:
+            raise KeyError("a bug in result handling")
+
+    health = Health()
+    sched = Scheduler(poller, on_result, health, seed=4)  # type: ignore[arg-type]
+    caplog.set_level(logging.DEBUG, logger="dcim.scheduler")
+    sched.set_devices(devices)
+    await asyncio.sleep(1.5)
+    await sched.stop()
+    first = results[bad][:4]
+    assert all(not r.up and r.error_kind == "internal" for r in first)
+    assert "OverflowError: math range error" in (first[0].error or "")
+    assert results[bad][4].up  # the task lived on and the device recovered
+    assert health.devices[bad].errors == {"internal": 4}
+    assert len(results[good]) > 3  # an exception in the result handler did not end its task
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage().split(":")[0] for r in tracebacks] == [bad, good]
+    assert "OverflowError" in caplog.text and sum(
+        "recovered after 4 failed polls" in r.getMessage() for r in caplog.records) == 1
+
+
 class LosesCancellation(FakePoller):
     """Swallows the first cancellation during a poll, as Python 3.11's wait_for can when the
     cancel races with a read that just completed (a driver then returns a normal result)."""
