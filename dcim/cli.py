@@ -160,33 +160,44 @@ def pue(
     raise typer.Exit(state)
 
 
-def _parse_shard(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    index, _, total = text.partition("/")
+def _shard_and_listen(shard_text: str | None,
+                      listen: str | None) -> tuple[tuple[int, int] | None, str | None]:
+    """--shard resolved (auto: from the environment) and --listen with `+shard` applied."""
+    import os
+
+    from dcim.errors import ConfigError
+    from dcim.shard import listen_for_shard, resolve_shard
+
     try:
-        shard = (int(index), int(total))
-    except ValueError:
-        shard = (-1, 0)
-    if not 0 <= shard[0] < shard[1]:
-        _fail_config([f"--shard: '{text}' is not I/N with 0 <= I < N"])
-    return shard
+        shard = resolve_shard(shard_text, os.environ)
+        listen = None if listen is None else listen_for_shard(listen, shard)
+    except ConfigError as exc:
+        _fail_config(exc.errors)
+    return (None if shard is None else (shard.index, shard.count)), listen
 
 
 @app.command()
 def run(
     config: ConfigOpt,
     listen: Annotated[str | None, typer.Option(
-        help="host:port for /metrics (overrides exporters.prometheus.listen).")] = None,
+        help="host:port for /metrics (overrides the config); HOST:PORT+shard adds the "
+             "shard index to PORT, for several shards on one host.")] = None,
     shard: Annotated[str | None, typer.Option(
-        help="Poll only shard I of N (I/N); racks stay whole within a shard.")] = None,
+        help="Poll only shard I of N: I/N, I-of-N (a systemd instance name), or auto "
+             "(from DCIM_SHARD, or DCIM_SHARDS with a StatefulSet pod ordinal); racks stay "
+             "whole within a shard.")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Run the daemon: poll, compute, export (systemd Type=notify aware)."""
     from dcim.daemon.runtime import Daemon, configure_logging
 
     configure_logging(log_level.upper())
-    daemon = Daemon(config, listen=listen, shard=_parse_shard(shard))
+    resolved, listen = _shard_and_listen(shard, listen)
+    if resolved is not None and shard is not None and shard.strip() == "auto":
+        import logging
+
+        logging.getLogger("dcim").info("--shard auto: this is shard %d/%d", *resolved)
+    daemon = Daemon(config, listen=listen, shard=resolved)
     import asyncio
 
     raise typer.Exit(asyncio.run(daemon.run()))
