@@ -1,8 +1,16 @@
 """Serving simulated devices: one UDP SNMP agent or Modbus TCP port per device (or gateway).
 
-The agents answer from the World's latest state through the shared SNMP codec
-(`dcim.sim.snmp_agent.respond`) and a minimal Modbus TCP responder (read holding/input
-registers), and act out the injected faults: timeout, garbage, exception, slow.
+The agents answer from the World's latest state and act out the injected faults: timeout
+(no answer), garbage (random bytes), exception (SNMP genErr; Modbus exception 4, or 11
+behind a gateway) and slow (the answer comes after SLOW_S).
+
+SNMP goes through dcim's own codec (`dcim.sim.snmp_agent.respond`); real agents (snmpd,
+snmpsim) test that codec independently. Modbus is pymodbus's TCP server, as in the tests
+(tests/support/modbus_server.py): a register action reads the World's image and delays slow
+answers, `trace_pdu` swaps in exception responses (and exception 10 for a unit no gateway
+serves), `trace_packet` drops or garbles the answer. pymodbus's server answers the last
+request of a connection only, so a client must not pipeline requests (dcim's does not: it
+serializes per host:port and reconnects after a timeout).
 """
 
 from __future__ import annotations
@@ -12,13 +20,18 @@ import contextlib
 import logging
 import os
 import socket
-import struct
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData
+from pymodbus.simulator import SimDevice as ModbusDevice
 
 from dcim.sim.snmp_agent import Mib, respond
 from dcim.sim.topology import SimDevice
-from dcim.sim.wire import ModbusImage, SnmpImage
+from dcim.sim.wire import ModbusEncoder, ModbusImage, SnmpImage
 from dcim.sim.world import World
 from dcim.snmp.codec import (
     ErrorStatus,
@@ -35,9 +48,6 @@ log = logging.getLogger(__name__)
 # Longer than dcim's default 2 s timeout, yet the device does answer in the end.
 SLOW_S = 3.0
 COMMUNITY = b"public"
-_MODBUS_EXCEPTION_DEVICE_FAILURE = 4
-_MODBUS_EXCEPTION_GATEWAY_PATH = 10
-_MODBUS_EXCEPTION_GATEWAY_TARGET = 11
 
 
 class PortInUse(OSError):
@@ -111,89 +121,84 @@ class _SnmpAgent(asyncio.DatagramProtocol):
             self.transport.sendto(data, addr)
 
 
-@dataclass
-class _Registers:
-    image: ModbusImage
-    ranges: dict[str, tuple[int, int]]
+def _modbus_server(world: World, units: dict[int, str], gateway: bool,
+                   host: str, port: int) -> ModbusTcpServer:
+    """pymodbus's TCP server for one port: one device (any unit id) or a gateway.
 
+    The faults hook into the server where pymodbus lets them: the register action serves
+    the World's registers and delays a slow answer, `trace_pdu` swaps in the exception
+    responses, `trace_packet` drops the answer (timeout) or replaces it with garbage.
+    """
 
-def _ranges(image: ModbusImage) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for function, address in image:
-        low, high = out.get(function, (address, address))
-        out[function] = (min(low, address), max(high, address))
-    return out
+    def device_of(unit: int) -> str | None:
+        return units.get(unit) if gateway else next(iter(units.values()))
 
-
-@dataclass
-class _ModbusPort:
-    """A Modbus TCP port: one device (any unit id) or a gateway (unit id -> device)."""
-
-    world: World
-    units: dict[int, str]
-    gateway: bool
-    writers: set[asyncio.StreamWriter] = field(default_factory=set)
-    cache: dict[str, _Registers] = field(default_factory=dict)
-
-    def registers(self, device_id: str) -> _Registers:
-        image = self.world.image(device_id)
-        cached = self.cache.get(device_id)
-        if cached is None or cached.image is not image:
-            assert isinstance(image, dict)
-            cached = self.cache[device_id] = _Registers(image, _ranges(image))  # type: ignore[arg-type]
-        return cached
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.add(writer)
-        try:
-            while True:
-                header = await reader.readexactly(7)
-                tid, proto, length, unit = struct.unpack(">HHHB", header)
-                if proto != 0 or not 2 <= length <= 254:
-                    return  # not Modbus TCP: drop the connection as devices do
-                pdu = await reader.readexactly(length - 1)
-                reply = await self._reply(unit, pdu, writer)
-                if reply is not None:
-                    writer.write(struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply)
-                    await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self.writers.discard(writer)
-            writer.close()
-
-    async def _reply(self, unit: int, pdu: bytes, writer: asyncio.StreamWriter) -> bytes | None:
-        function = pdu[0]
-        device_id = self.units.get(unit) if self.gateway else next(iter(self.units.values()))
+    def trace_pdu(sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            return pdu
+        device_id = device_of(pdu.dev_id)
         if device_id is None:
-            return bytes((function | 0x80, _MODBUS_EXCEPTION_GATEWAY_PATH))
-        mode = self.world.modes.get(device_id)
+            code = ExcCodes.GATEWAY_PATH_UNAVIABLE  # (sic) pymodbus's spelling
+        elif world.modes.get(device_id) == "exception":
+            code = ExcCodes.GATEWAY_NO_RESPONSE if gateway else ExcCodes.DEVICE_FAILURE
+        else:
+            return pdu
+        return ExceptionResponse(pdu.function_code & 0x7F, code, device_id=pdu.dev_id,
+                                 transaction=pdu.transaction_id)
+
+    def trace_packet(sending: bool, data: bytes) -> bytes:
+        if not sending or len(data) < 7:
+            return data
+        device_id = device_of(data[6])  # the MBAP header's unit id
+        mode = world.modes.get(device_id) if device_id is not None else None
         if mode == "timeout":
-            return None
+            return b""  # pymodbus writes nothing: the request goes unanswered
         if mode == "garbage":
-            writer.write(_garbage())
-            return None
-        if mode == "exception":
-            code = _MODBUS_EXCEPTION_GATEWAY_TARGET if self.gateway else \
-                _MODBUS_EXCEPTION_DEVICE_FAILURE
-            return bytes((function | 0x80, code))
-        if mode == "slow":
+            return _garbage()
+        return data
+
+    devices = [_modbus_device(world, device_id, unit if gateway else 0)
+               for unit, device_id in units.items()]
+    if gateway:
+        # unit 0 stands for every unit id not behind the gateway; trace_pdu refuses them
+        devices.append(ModbusDevice(0, simdata=_blocks({})))
+    return ModbusTcpServer(devices, address=(host, port), trace_pdu=trace_pdu,
+                           trace_packet=trace_packet)
+
+
+_Blocks = tuple[list[SimData], list[SimData], list[SimData], list[SimData]]
+
+
+def _blocks(spans: dict[str, tuple[int, int]]) -> _Blocks:
+    """pymodbus register blocks (coils, discrete inputs, holding, input) over these spans."""
+    def block(function: str) -> list[SimData]:
+        low, high = spans.get(function, (0, 0))
+        return [SimData(low, count=high - low + 1, values=0, datatype=DataType.REGISTERS)]
+
+    bits = [SimData(0, values=False, datatype=DataType.BITS)]
+    return bits, bits, block("holding"), block("input")
+
+
+def _modbus_device(world: World, device_id: str, unit: int) -> ModbusDevice:
+    """One device's registers, read from the World's current image on every request."""
+    encoder = world.encoders[device_id]
+    assert isinstance(encoder, ModbusEncoder)
+
+    async def action(function_code: int, start_address: int, address: int, count: int,
+                     registers: list[int], set_values: Any) -> ExcCodes | None:
+        if set_values is not None or function_code not in (3, 4):
+            return ExcCodes.ILLEGAL_FUNCTION  # the simulator is read-only
+        if world.modes.get(device_id) == "slow":
             await asyncio.sleep(SLOW_S)
-        if function not in (3, 4):
-            return bytes((function | 0x80, 1))  # illegal function: the simulator is read-only
-        if len(pdu) != 5:
-            return bytes((function | 0x80, 3))
-        address, count = struct.unpack(">HH", pdu[1:5])
-        if not 1 <= count <= 125:
-            return bytes((function | 0x80, 3))
-        kind = "holding" if function == 3 else "input"
-        regs = self.registers(device_id)
-        low, high = regs.ranges.get(kind, (1, 0))
-        if address < low or address + count - 1 > high:
-            return bytes((function | 0x80, 2))  # illegal data address
-        # reserved registers inside the device's map read 0, as on most meters
-        words = [regs.image.get((kind, a), 0) for a in range(address, address + count)]
-        return struct.pack(f">BB{count}H", function, 2 * count, *words)
+        image = cast(ModbusImage, world.image(device_id))
+        function = "holding" if function_code == 3 else "input"
+        for a in range(address, address + count):
+            # reserved registers inside the device's map read 0, as on most meters
+            registers[a - start_address] = image.get((function, a), 0)
+        return None
+
+    # outside the span a read is refused with exception 2 (illegal data address)
+    return ModbusDevice(unit, simdata=_blocks(encoder.register_span()), action=action)
 
 
 class Agents:
@@ -204,8 +209,7 @@ class Agents:
         self.host = host
         self.endpoints: dict[str, Endpoint] = {}
         self._transports: list[asyncio.DatagramTransport] = []
-        self._servers: list[asyncio.Server] = []
-        self._ports: list[_ModbusPort] = []
+        self._servers: list[ModbusTcpServer] = []
 
     async def start(self, devices: list[SimDevice], base_port: int | None = None) -> None:
         """Bind every device's port (consecutive from base_port, or any free ones)."""
@@ -238,26 +242,28 @@ class Agents:
                 self.endpoints[d.id] = Endpoint(self.host, bound, d.unit)
 
     async def _modbus(self, units: dict[int, str], gateway: bool, port: int) -> int:
-        handler = _ModbusPort(self.world, units, gateway)
-        sock = _bind(socket.SOCK_STREAM, self.host, port)
-        server = await asyncio.start_server(handler.handle, sock=sock, backlog=512)
+        server = _modbus_server(self.world, units, gateway, self.host, port)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError:  # pymodbus says only "could not listen": bind to learn why
+            _bind(socket.SOCK_STREAM, self.host, port).close()
+            raise PortInUse(f"cannot listen on TCP {self.host}:{port}") from None
         self._servers.append(server)
-        self._ports.append(handler)
-        bound: int = sock.getsockname()[1]
+        listener = server.transport
+        assert isinstance(listener, asyncio.Server)
+        bound: int = listener.sockets[0].getsockname()[1]
         return bound
 
     async def close(self) -> None:
         """Close every socket and connection, so every port is free again."""
         for transport in self._transports:
             transport.close()
+        listeners = [cast(asyncio.Server, server.transport) for server in self._servers]
         for server in self._servers:
-            server.close()
-        for handler in self._ports:
-            for writer in list(handler.writers):
-                writer.close()
-        for server in self._servers:
+            await server.shutdown()  # type: ignore[no-untyped-call]  # listener + connections
+        for listener in listeners:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 2.0)
+                await asyncio.wait_for(listener.wait_closed(), 2.0)
         self._transports.clear()
         self._servers.clear()
 
@@ -269,8 +275,6 @@ def _bind(kind: int, host: str, port: int) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setblocking(False)
         sock.bind((host, port))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(512)
     except OSError as exc:
         sock.close()
         proto = "UDP" if kind == socket.SOCK_DGRAM else "TCP"

@@ -285,6 +285,24 @@ class ModbusEncoder:
                     log.warning("%s: point %s not served: %s", self.profile.name, slot.point, exc)
         return image
 
+    def register_span(self) -> dict[str, tuple[int, int]]:
+        """Per function, the lowest and highest register any image of this device can hold."""
+        spans: dict[str, tuple[int, int]] = {}
+
+        def add(function: str, low: int, high: int) -> None:
+            old_low, old_high = spans.get(function, (low, high))
+            spans[function] = (min(old_low, low), max(old_high, high))
+
+        for address in self.hints.registers:
+            add("holding", address, address)
+        for slot in self._slots:
+            src = slot.source
+            if src.scale_factor is not None:
+                add(src.scale_factor.function, src.scale_factor.address, src.scale_factor.address)
+            addresses = [a for _, a in src.row_addresses()]
+            add(src.function, min(addresses), max(addresses) + src.width - 1)
+        return spans
+
     def _encode_source(self, point: str, src: ModbusSource, value: PointValue,
                        image: ModbusImage) -> None:
         exp = self._sf[(src.scale_factor.function, src.scale_factor.address)] \
