@@ -896,11 +896,15 @@ class PrometheusServer(ManagedServer):
         rules: Mapping[str, str] | None = None,
         rule_files: Sequence[Path | str] = (),
         alertmanagers: Sequence[str] = (),
+        external_labels: Mapping[str, str] | None = None,
+        remote_write: Sequence[Mapping[str, Any]] = (),
         extra_args: Sequence[str] = (),
         ready_timeout: float = 60.0,
     ) -> None:
         super().__init__(workdir, ready_timeout=ready_timeout)
         self.exe = require_binary("prometheus", "prometheus")
+        self.external_labels = dict(external_labels or {})
+        self.remote_write = [dict(r) for r in remote_write]
         self.targets = list(targets)
         self.job = job
         self.metrics_path = metrics_path
@@ -925,6 +929,10 @@ class PrometheusServer(ManagedServer):
             },
             "scrape_configs": [],
         }
+        if self.external_labels:
+            cfg["global"]["external_labels"] = self.external_labels
+        if self.remote_write:
+            cfg["remote_write"] = self.remote_write
         if self.targets:
             cfg["scrape_configs"].append(
                 {
