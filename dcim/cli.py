@@ -40,6 +40,9 @@ def _load(path: Path) -> Site:
         return load_site(path)
     except ConfigError as exc:
         _fail_config(exc.errors)
+    except Exception as exc:  # a config must never end in a traceback and exit 1
+        _fail_config([f"{path}: cannot load ({type(exc).__name__}: {exc}; a dcim bug, "
+                      "please report it)"])
 
 
 @app.command("check-config")

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,12 +23,13 @@ from pydantic import (
     field_validator,
 )
 
+from dcim import yamlsafe
 from dcim.errors import ConfigError, format_validation_error
+from dcim.ids import Id, Topic
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 
 
 def parse_duration(value: Any) -> float:
@@ -64,15 +63,6 @@ def _read_secret_file(value: Any, info: ValidationInfo) -> SecretStr:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 SecretFile = Annotated[SecretStr, BeforeValidator(_read_secret_file)]
-def _check_id(value: str) -> str:
-    if not re.match(ID_PATTERN, value) or len(value) > 128:
-        raise ValueError(
-            f"invalid id {value!r}: use letters, digits and _ . : - (starting with a letter or digit)"
-        )
-    return value
-
-
-Id = Annotated[str, AfterValidator(_check_id)]
 
 
 class _Strict(BaseModel):
@@ -129,9 +119,9 @@ class Rack(_Strict):
     """A rack: its cap, and where it sits."""
 
     id: Id
-    hall: str | None = None
-    row: str | None = None
-    tenant: str | None = None
+    hall: Id | None = None
+    row: Id | None = None
+    tenant: Id | None = None
     cap_kw: float | None = Field(default=None, gt=0)
     feed_kw: float | None = Field(default=None, gt=0)
 
@@ -167,7 +157,7 @@ class Device(_Strict):
     port: int | None = Field(default=None, ge=1, le=65535)
     unit: int = Field(default=1, ge=0, le=255)
     rack: str | None = None
-    feed: str | None = None
+    feed: Id | None = None
     credentials: str | None = None
     serves: tuple[str, ...] = ()
     interval: Duration | None = None
@@ -252,7 +242,7 @@ class MqttExporter(_Strict):
 
     host: str
     port: int = Field(default=1883, ge=1, le=65535)
-    topic_prefix: str = "dcim"
+    topic_prefix: Topic = "dcim"
     client_id: str | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -264,7 +254,7 @@ class MqttExporter(_Strict):
     tls_insecure: bool = False
     dsx: bool = False
     # First tagPath segment of DSX topics (default: the site name).
-    dsx_tag_prefix: str | None = None
+    dsx_tag_prefix: Topic | None = None
     # Re-send unchanged DSX values and metadata this often (the bus convention is 100 s).
     dsx_republish: Duration = 100.0
     plain: bool = True
@@ -322,18 +312,6 @@ def expand_env(node: Any, path: str, errors: list[str],
     return node
 
 
-def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML, turning syntax errors into a ConfigError with line and column."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
-        raise ConfigError([f"{source}: {where}{exc.problem}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
-
-
 def parse_config(data: Any, env: Callable[[str], str | None] = os.environ.get,
                  base_dir: Path | None = None) -> Config:
     """Validate a parsed YAML tree into a Config; relative *_file paths are read from base_dir."""
@@ -352,8 +330,4 @@ def parse_config(data: Any, env: Callable[[str], str | None] = os.environ.get,
 
 def load_config_file(path: Path) -> Config:
     """Read and validate a site config file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return parse_config(parse_yaml(text, str(path)), base_dir=path.parent)
+    return parse_config(yamlsafe.load(path), base_dir=path.parent)

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dcim import yamlsafe
 from dcim.errors import ConfigError, format_validation_error
+from dcim.ids import Id
 from dcim.points import POINTS, Kind
 
 Aggregate = Literal["sum", "rows", "max", "min", "mean", "first"]
@@ -124,7 +125,7 @@ class ModbusPoint(ModbusSource):
 
 
 class _ProfileBase(_Strict):
-    name: str
+    name: Id  # a label and a tag (dcim_device_info{profile=...})
     kind: Kind
     description: str
     vendor: str | None = None
@@ -190,15 +191,6 @@ def builtin_profile_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "collectors"
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{path}: invalid YAML: {exc}".replace("\n", " ")]) from None
-
-
 class ProfileRegistry:
     """Every known profile by name, loaded from one or more directories."""
 
@@ -244,8 +236,15 @@ class ProfileRegistry:
                 raise ConfigError([f"{base}: profile directory does not exist"])
             for path in sorted(base.rglob("*.yaml")):
                 files[path.stem] = path
-        raw = {stem: _read_yaml(path) for stem, path in files.items()}
         errors: list[str] = []
+        raw: dict[str, Any] = {}
+        for stem, path in files.items():
+            try:
+                raw[stem] = yamlsafe.load(path)
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+        if errors:
+            raise ConfigError(errors)
         profiles: dict[str, Profile] = {}
         for stem, path in files.items():
             if stem.startswith("_"):
@@ -267,8 +266,13 @@ def _resolve(stem: str, raw: Mapping[str, Any], files: Mapping[str, Path],
     path = files[stem]
     if not isinstance(data, Mapping):
         raise ConfigError([f"{path}: a profile must be a YAML mapping"])
+    parents = data.get("extends") or []
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise ConfigError([f"{path}: extends: must be a list of fragment names"])
     merged: dict[str, Any] = {}
-    for parent in data.get("extends") or ():
+    for parent in parents:
         if parent in seen:
             raise ConfigError([f"{path}: extends: cycle through '{parent}'"])
         if parent not in raw:

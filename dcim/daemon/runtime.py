@@ -260,9 +260,13 @@ class Daemon:
 
     async def _do_reload(self, scheduler: Scheduler) -> None:
         try:
-            site = self._load()
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", "; ".join(exc.errors))
+            # In a thread: a large file must not stall polling while it parses.
+            site = await asyncio.to_thread(self._load)
+        except Exception as exc:
+            errors = exc.errors if isinstance(exc, ConfigError) else [
+                f"{self.config_path}: cannot load ({type(exc).__name__}: {exc}; a dcim bug)"]
+            log.error("reload refused, keeping the running config: %s", "; ".join(errors),
+                      exc_info=None if isinstance(exc, ConfigError) else exc)
             self.notifier.status("reload refused: invalid config; " + self._status_line())
             return
         old = self.site

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from dcim import yamlsafe
 from dcim.config import parse_config
 from dcim.points import Kind
 from dcim.profile import ProfileRegistry
@@ -61,7 +62,7 @@ def render(site: SimSite, endpoints: Mapping[str, Endpoint], registry: ProfileRe
 
 def check(text: str, registry: ProfileRegistry) -> Site:
     """Validate a rendered config exactly as dcim will (ConfigError on any fault)."""
-    return build_site(parse_config(yaml.safe_load(text)), registry)
+    return build_site(parse_config(yamlsafe.parse(text, "<simulated site>")), registry)
 
 
 def write(path: Path, text: str) -> None:

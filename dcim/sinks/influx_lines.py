@@ -26,12 +26,17 @@ Fields = dict[str, float | int]
 Tags = dict[str, str]
 
 
+# Line protocol cannot carry a line break in a name: write it as the two characters \n, so a
+# name can never start a forged line (config ids cannot hold one either: dcim/ids.py).
+_BREAKS = str.maketrans({"\n": "\\n", "\r": "\\r"})
+
+
 def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    return _escape_measurement(text).replace("=", "\\=")
 
 
 def _escape_measurement(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").translate(_BREAKS)
 
 
 def _value(value: float | int) -> str | None:

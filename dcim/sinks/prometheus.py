@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from dcim import yamlsafe
 from dcim.compute.snapshot import Published
 from dcim.errors import ConfigError
 from dcim.health import Health
@@ -40,10 +40,7 @@ class WebConfig:
         self.users: dict[str, bytes] = {}
         if path is None:
             return
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError([f"{path}: cannot read web config: {exc}"]) from None
+        data = yamlsafe.load(path) or {}
         if not isinstance(data, dict) or set(data) - {"tls_server_config", "basic_auth_users"}:
             raise ConfigError([f"{path}: only tls_server_config and basic_auth_users are supported"])
         tls = data.get("tls_server_config")
