@@ -10,6 +10,7 @@ import difflib
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from dcim.config import (
@@ -101,11 +102,11 @@ class PueSpec:
     it: Mapping[str, str]
     it_from_racks: bool
     # Inputs polled by other shards: this instance can sum its part but never give a PUE.
-    remote: tuple[str, ...] = ()
+    remote: frozenset[str] = frozenset()
 
-    @property
+    @cached_property
     def devices(self) -> tuple[str, ...]:
-        """Every device PUE needs."""
+        """Every device PUE needs (of this shard, when sharded)."""
         return tuple(dict.fromkeys([*self.facility, *self.it]))
 
 
@@ -120,6 +121,14 @@ class Site:
     devices: Mapping[str, DeviceSpec]
     pue: PueSpec | None
     config: Config
+
+    @cached_property
+    def ids_by_kind(self) -> Mapping[Kind, tuple[str, ...]]:
+        """Device ids of each kind, in config order (fixed by the config: built once per load)."""
+        out: dict[Kind, list[str]] = {}
+        for device in self.devices.values():
+            out.setdefault(device.kind, []).append(device.id)
+        return {kind: tuple(ids) for kind, ids in out.items()}
 
     def devices_for(self, ids: tuple[str, ...]) -> list[DeviceSpec]:
         """The specs of the given device ids, in order."""
@@ -350,7 +359,7 @@ def restrict_to_shard(site: Site, shard: int, shards: int) -> Site:
     racks = {r.id: r for r in site.racks.values() if r.devices and r.devices[0] in devices}
     pue = None
     if site.pue is not None:
-        remote = tuple(d for d in site.pue.devices if d not in devices)
+        remote = frozenset(d for d in site.pue.devices if d not in devices)
         pue = replace(
             site.pue,
             facility={d: p for d, p in site.pue.facility.items() if d in devices},

@@ -21,8 +21,7 @@ def compute(site: Site, state: Mapping[str, DeviceState], now: float) -> Snapsho
     inputs = Inputs(site.devices, state, now)
     racks = {rid: rack_power(rack, inputs) for rid, rack in site.racks.items()}
     pue = live_pue(site.pue, inputs, site.pue_target)
-    cdus = {d.id: cdu_cooling(d, inputs, racks)
-            for d in site.devices.values() if d.kind == Kind.CDU}
+    cdus = {d: cdu_cooling(site.devices[d], inputs, racks) for d in site.ids_by_kind.get(Kind.CDU, ())}
     devices = {d.id: _device_status(d.id, site, state, inputs) for d in site.devices.values()}
     return Snapshot(site=site.name, time=now, pue=pue, racks=racks, cdus=cdus, devices=devices,
                     overhead=_overhead(site, inputs, pue))
@@ -50,14 +49,12 @@ def _device_status(device_id: str, site: Site, state: Mapping[str, DeviceState],
 
 def _overhead(site: Site, inputs: Inputs, pue: PueResult) -> Overhead:
     """Split facility power into cooling, UPS losses and the rest, where meters allow."""
-    by_kind: dict[Kind, list[str]] = {}
-    for d in site.devices.values():
-        by_kind.setdefault(d.kind, []).append(d.id)
-    cooling_points = {d: "power_w" for d in by_kind.get(Kind.CHILLER, [])}
-    cdu_pumps = {d: "pump_power_w" for d in by_kind.get(Kind.CDU, [])
+    by_kind = site.ids_by_kind
+    cooling_points = {d: "power_w" for d in by_kind.get(Kind.CHILLER, ())}
+    cdu_pumps = {d: "pump_power_w" for d in by_kind.get(Kind.CDU, ())
                  if "pump_power_w" in site.devices[d].profile.points}
     cooling, _ = inputs.total({**cooling_points, **cdu_pumps})
-    ups = by_kind.get(Kind.UPS, [])
+    ups = by_kind.get(Kind.UPS, ())
     ups_in, _ = inputs.total({d: "input_power_w" for d in ups})
     ups_out, _ = inputs.total({d: "output_power_w" for d in ups})
     ups_loss = None if ups_in is None or ups_out is None or not ups else ups_in - ups_out

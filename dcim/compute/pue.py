@@ -14,7 +14,7 @@ def live_pue(spec: PueSpec | None, inputs: Inputs, target: float | None) -> PueR
                          "no pue section in the site config")
     facility_w, facility_missing = inputs.total(spec.facility)
     it_w, it_missing = inputs.total(spec.it)
-    needed = [d for d in spec.devices if d not in spec.remote]
+    needed = spec.devices  # this shard's inputs: restrict_to_shard leaves the remote ones out
     missing = tuple(dict.fromkeys([*facility_missing, *it_missing]))
     coverage = (len(needed) - len(missing)) / len(needed) if needed else 0.0
     if spec.remote:
