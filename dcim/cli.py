@@ -208,9 +208,10 @@ def run(
 
 def poll_json(result: PollResult, profile: str) -> dict[str, object]:
     """The `dcim poll --json` object (README "Commands")."""
-    errors = dict(result.errors)
+    errors = {name: {"reason": str(e.reason), "message": e.message}
+              for name, e in result.errors.items()}
     if result.error:
-        errors = {"*": result.error}
+        errors = {"*": {"reason": str(result.error_kind), "message": result.error}}
     return {"device": result.device, "profile": profile, "points": dict(result.values),
             "errors": errors}
 

@@ -2,7 +2,12 @@
 
 Drivers fetch; this module interprets. It never does I/O, so every profile rule (sentinels,
 decimals taken from another OID, scale-factor registers, word orders, fallbacks, row
-aggregation, physical ranges) is testable without a device.
+aggregation, physical ranges, plausibility across points) is testable without a device.
+
+Every value is checked where it is read: each row against its point's physical range before
+any aggregate, the exponent a device supplies against SCALE_EXPONENT_RANGE, and the decoded
+points of the device against the rules of its kind (dcim/points.py RULES). A failure is a
+PointError with a typed Reason (dcim/reasons.py) and a specific message.
 """
 
 from __future__ import annotations
@@ -13,37 +18,53 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from dcim.points import POINTS, check_range
+from dcim.points import POINTS, RULES, SCALE_EXPONENT_RANGE, AtLeast, Kind, PowerWithinVa, check_range
 from dcim.profile import (
     ModbusProfile,
     ModbusSource,
+    Profile,
     Scaling,
     SnmpProfile,
     SnmpSource,
 )
 from dcim.readings import PointValue
+from dcim.reasons import PointError, Reason, worst
 
 S = TypeVar("S", SnmpSource, ModbusSource)
 D = TypeVar("D", "SnmpData", "ModbusData")
 
 
 class Unavailable(Exception):
-    """A source (or a row of it) gives no usable value; the message says why."""
+    """A source (or a row of it) gives no usable value: a typed reason and the message."""
+
+    def __init__(self, reason: Reason, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    def error(self) -> PointError:
+        """As the PointError a poll reports."""
+        return PointError(self.reason, self.message)
 
 
 class Rows(dict[str, float]):
     """Per-row values, remembering the rows that were dropped and why."""
 
-    def __init__(self, good: Mapping[str, float], problems: Mapping[str, str]):
+    def __init__(self, good: Mapping[str, float], problems: Mapping[str, Unavailable]):
         super().__init__(good)
         self.problems = dict(problems)
 
 
 @dataclass(frozen=True)
 class Missing:
-    """An SNMP varbind or Modbus register that did not come back, and why."""
+    """An SNMP varbind or Modbus register that did not come back, and why.
+
+    `kind` UNSUPPORTED means the device does not have it (noSuchObject, Null, Modbus exception
+    2): a row like that is absent, a point like that is unsupported, neither is counted.
+    """
 
     reason: str
+    kind: Reason = Reason.UNSUPPORTED
 
 
 RawValue = int | float | bytes | str | Missing
@@ -69,53 +90,81 @@ class Decoded:
     """Points decoded from one poll."""
 
     values: dict[str, PointValue] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, PointError] = field(default_factory=dict)
     raw: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a row check needs: the point, the device kind, the rack cap."""
+
+    point: str
+    kind: Kind
+    rack_cap_w: float | None
+
+    def check(self, value: float) -> float:
+        why = check_range(POINTS[self.point], value, self.rack_cap_w, self.kind)
+        if why:
+            raise Unavailable(Reason.OUT_OF_RANGE, why)
+        return value
 
 
 def _number(raw: RawValue) -> float:
     if isinstance(raw, Missing):
-        raise Unavailable(raw.reason)
+        raise Unavailable(raw.kind, raw.reason)
     if isinstance(raw, bool):
-        raise Unavailable("wrong type (boolean)")
+        raise Unavailable(Reason.WRONG_TYPE, "wrong type (boolean)")
     if isinstance(raw, int | float):
-        return float(raw)
+        try:
+            return float(raw)
+        except OverflowError:
+            raise Unavailable(Reason.OUT_OF_RANGE, f"{raw} does not fit a number") from None
     text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
     try:
         return float(text.strip())
     except ValueError:
-        raise Unavailable(f"wrong type (string {text[:24]!r})") from None
+        raise Unavailable(Reason.WRONG_TYPE, f"wrong type (string {text[:24]!r})") from None
+
+
+def _exponent(value: float, what: str) -> float:
+    """A device-supplied power of ten, refused outside SCALE_EXPONENT_RANGE."""
+    low, high = SCALE_EXPONENT_RANGE
+    if not low <= value <= high or value != int(value):
+        raise Unavailable(Reason.BAD_SCALE, f"{what} {value:g} outside {low}..{high}")
+    return value
 
 
 def _scale(rule: Scaling, raw: float, exp10: float = 0.0) -> float:
     if math.isnan(raw):
-        raise Unavailable("not available (NaN)")
+        raise Unavailable(Reason.SENTINEL, "not available (NaN)")
     if raw in rule.not_available:
-        raise Unavailable(f"not available (sentinel {raw:g})")
+        raise Unavailable(Reason.SENTINEL, f"not available (sentinel {raw:g})")
     if rule.not_available_below is not None and raw < rule.not_available_below:
-        raise Unavailable(f"not available (sentinel {raw:g} < {rule.not_available_below:g})")
+        raise Unavailable(Reason.SENTINEL,
+                          f"not available (sentinel {raw:g} < {rule.not_available_below:g})")
     if rule.map is not None:
-        key = int(raw)
-        if key in rule.map:
+        key = int(raw) if math.isfinite(raw) and raw == int(raw) else None
+        if key is not None and key in rule.map:
             return rule.map[key]
         if rule.map_default is None:
-            raise Unavailable(f"unexpected value {raw:g}")
+            raise Unavailable(Reason.OUT_OF_RANGE, f"unexpected value {raw:g}")
         return rule.map_default
     return raw * rule.scale * math.pow(10.0, exp10) + rule.offset
 
 
 def _aggregate(rule: Scaling, rows: Mapping[str, float | Unavailable]) -> PointValue:
+    """One value (or the rows) from checked rows; rows the device does not populate are gone."""
     if not rows:
-        raise Unavailable("not available (no rows)")
+        raise Unavailable(Reason.UNSUPPORTED, "not available (no rows)")
     bad = {k: v for k, v in rows.items() if isinstance(v, Unavailable)}
     good = {k: v for k, v in rows.items() if not isinstance(v, Unavailable)}
     if rule.aggregate == "rows":
         if not good:
-            raise Unavailable("; ".join(f"row {k}: {v}" for k, v in bad.items()))
-        return Rows(good, {k: str(v) for k, v in bad.items()})
+            raise _rows_unavailable(bad)
+        return Rows(good, bad)
     if bad:
         # A sum over units with one unit missing would be a wrong total: refuse it.
-        raise Unavailable("; ".join(f"row {k}: {v}" for k, v in bad.items()))
+        raise _rows_unavailable(bad)
     values = list(good.values())
     match rule.aggregate:
         case "sum":
@@ -129,24 +178,34 @@ def _aggregate(rule: Scaling, rows: Mapping[str, float | Unavailable]) -> PointV
     return values[0]
 
 
-def _check(name: str, value: PointValue, rack_cap_w: float | None) -> tuple[PointValue, str | None]:
-    """Apply the point's physical range: a bad scalar fails, bad rows are dropped and named."""
-    spec = POINTS[name]
+def _rows_unavailable(bad: Mapping[str, Unavailable]) -> Unavailable:
+    reason = worst([e.error() for e in bad.values()])
+    return Unavailable(reason, "; ".join(f"row {k}: {v.message}" for k, v in bad.items()))
+
+
+def _populated(rows: Mapping[str, RawValue]) -> dict[str, RawValue]:
+    """Rows without those the device answers Null/noSuchInstance for (unused phases)."""
+    return {k: v for k, v in rows.items()
+            if not (isinstance(v, Missing) and v.kind is Reason.UNSUPPORTED)}
+
+
+def _check(ctx: _Context, value: PointValue) -> tuple[PointValue, PointError | None]:
+    """Apply the point's physical range to the result: a bad scalar fails, bad rows drop."""
     if not isinstance(value, Mapping):
-        reason = check_range(spec, value, rack_cap_w)
-        if reason:
-            raise Unavailable(reason)
-        return value, None
-    bad = {row: r for row, v in value.items() if (r := check_range(spec, v, rack_cap_w))}
-    if isinstance(value, Rows):
-        bad = {**value.problems, **bad}
+        return ctx.check(value), None
+    bad: dict[str, Unavailable] = dict(value.problems) if isinstance(value, Rows) else {}
+    good: dict[str, float] = {}
+    for row, v in value.items():
+        try:
+            good[row] = ctx.check(v)
+        except Unavailable as exc:
+            bad[row] = exc
     if not bad:
-        return dict(value), None
-    why = "; ".join(f"row {row}: {r}" for row, r in bad.items())
-    good = {row: v for row, v in value.items() if row not in bad}
+        return good, None
+    why = _rows_unavailable(bad)
     if not good:
-        raise Unavailable(why)
-    return good, why
+        raise why
+    return good, why.error()
 
 
 # --- SNMP -------------------------------------------------------------------------------------
@@ -171,25 +230,31 @@ def _snmp_rows(src: SnmpSource, data: SnmpData) -> dict[str, tuple[str, RawValue
 def _snmp_exp10(src: SnmpSource, data: SnmpData, index: str | None) -> float:
     if src.decimals is None:
         return 0.0
+    missing = Missing("decimals not returned", Reason.READ_ERROR)
     if index is None:
-        raw = data.scalars.get(src.decimals, Missing("decimals not returned"))
+        raw = data.scalars.get(src.decimals, missing)
     else:
-        raw = data.tables.get(src.decimals, {}).get(index, Missing("decimals not returned"))
+        raw = data.tables.get(src.decimals, {}).get(index, missing)
     try:
-        return -_number(raw)
+        return -_exponent(_number(raw), "decimal digits")
     except Unavailable as exc:
-        raise Unavailable(f"decimals {src.decimals}: {exc}") from None
+        raise Unavailable(exc.reason, f"decimals {src.decimals}: {exc.message}") from None
 
 
-def read_snmp_source(src: SnmpSource, data: SnmpData) -> PointValue:
-    """One SNMP source's value, or Unavailable with the reason."""
+def read_snmp_source(src: SnmpSource, data: SnmpData, ctx: _Context) -> PointValue:
+    """One SNMP source's value (every row range-checked), or Unavailable with the reason."""
     if src.oid is not None:
         raw = data.scalars.get(src.oid, Missing("not returned"))
-        return _scale(src, _number(raw), _snmp_exp10(src, data, None))
+        return ctx.check(_scale(src, _number(raw), _snmp_exp10(src, data, None)))
     results: dict[str, float | Unavailable] = {}
-    for row, (index, raw) in _snmp_rows(src, data).items():
+    rows = _snmp_rows(src, data)
+    populated = _populated({row: raw for row, (_, raw) in rows.items()})
+    if rows and not populated:
+        raise Unavailable(Reason.UNSUPPORTED, f"not available ({len(rows)} rows, none populated)")
+    for row in populated:
+        index, raw = rows[row]
         try:
-            results[row] = _scale(src, _number(raw), _snmp_exp10(src, data, index))
+            results[row] = ctx.check(_scale(src, _number(raw), _snmp_exp10(src, data, index)))
         except Unavailable as exc:
             results[row] = exc
     return _aggregate(src, results)
@@ -210,21 +275,23 @@ def _printable(raw: RawValue | None) -> object:
     return raw
 
 
-def _first_usable(name: str, sources: Sequence[S], read: Callable[[S, D], PointValue],
-                  raw: Callable[[S, D], object], data: D, rack_cap_w: float | None,
-                  out: Decoded) -> None:
-    reasons = []
-    for i, src in enumerate(sources):
+def _first_usable(ctx: _Context, sources: Sequence[S],
+                  read: Callable[[S, D, _Context], PointValue],
+                  raw: Callable[[S, D], object], data: D, out: Decoded) -> None:
+    failures: list[Unavailable] = []
+    for src in sources:
         try:
-            out.values[name], partial = _check(name, read(src, data), rack_cap_w)
-            out.raw[name] = raw(src, data)
+            out.values[ctx.point], partial = _check(ctx, read(src, data, ctx))
+            out.raw[ctx.point] = raw(src, data)
             if partial:
-                out.errors[name] = partial
+                out.errors[ctx.point] = partial
             return
         except Unavailable as exc:
-            reasons.append(f"fallback {i}: {exc}" if i else str(exc))
-    out.raw[name] = raw(sources[0], data)
-    out.errors[name] = "; ".join(reasons)
+            failures.append(exc)
+    out.raw[ctx.point] = raw(sources[0], data)
+    message = "; ".join(f"fallback {i}: {e.message}" if i else e.message
+                        for i, e in enumerate(failures))
+    out.errors[ctx.point] = PointError(worst([e.error() for e in failures]), message)
 
 
 def decode_snmp(profile: SnmpProfile, data: SnmpData, rack_cap_w: float | None = None,
@@ -234,10 +301,9 @@ def decode_snmp(profile: SnmpProfile, data: SnmpData, rack_cap_w: float | None =
     for name, point in profile.points.items():
         if only is not None and name not in only:
             continue
-        _first_usable(name, [point, *point.fallback], read_snmp_source, _snmp_raw, data,
-                      rack_cap_w, out)
-    return out
-
+        _first_usable(_Context(name, profile.kind, rack_cap_w), [point, *point.fallback],
+                      read_snmp_source, _snmp_raw, data, out)
+    return check_plausible(profile, out)
 
 
 # --- Modbus -----------------------------------------------------------------------------------
@@ -275,29 +341,40 @@ def number_to_registers(value: float, type_: str, order: str) -> list[int]:
 def _words(data: ModbusData, function: str, address: int, count: int) -> list[int]:
     words = []
     for a in range(address, address + count):
-        word = data.registers.get((function, a), Missing("not read"))
+        word = data.registers.get((function, a), Missing("not read", Reason.READ_ERROR))
         if isinstance(word, Missing):
-            raise Unavailable(f"register {a}: {word.reason}")
+            raise Unavailable(word.kind, f"register {a}: {word.reason}")
         words.append(word)
     return words
 
 
-def read_modbus_source(src: ModbusSource, data: ModbusData) -> PointValue:
-    """One Modbus source's value, or Unavailable with the reason."""
+def _unmapped(data: ModbusData, function: str, address: int, count: int) -> bool:
+    """Whether the device refused this value's registers as not mapped (exception 1 or 2)."""
+    return any(isinstance(w := data.registers.get((function, a)), Missing)
+               and w.kind is Reason.UNSUPPORTED for a in range(address, address + count))
+
+
+def read_modbus_source(src: ModbusSource, data: ModbusData, ctx: _Context) -> PointValue:
+    """One Modbus source's value (every row range-checked), or Unavailable with the reason."""
     exp10 = 0.0
     if src.scale_factor is not None:
         sf = registers_to_number(
             _words(data, src.scale_factor.function, src.scale_factor.address, 1), "int16", "ABCD"
         )
         if sf == -32768:
-            raise Unavailable("not available (scale factor not implemented)")
-        exp10 = sf
+            raise Unavailable(Reason.SENTINEL, "not available (scale factor not implemented)")
+        exp10 = _exponent(sf, f"scale factor (register {src.scale_factor.address})")
     results: dict[str, float | Unavailable] = {}
-    for row, address in src.row_addresses():
+    addresses = src.row_addresses()
+    populated = [(row, a) for row, a in addresses
+                 if src.rows == 1 or not _unmapped(data, src.function, a, src.width)]
+    if not populated:
+        raise Unavailable(Reason.UNSUPPORTED, f"not available ({len(addresses)} rows, none mapped)")
+    for row, address in populated:
         try:
             raw = registers_to_number(_words(data, src.function, address, src.width),
                                       src.type, src.order)
-            results[row] = _scale(src, raw, exp10)
+            results[row] = ctx.check(_scale(src, raw, exp10))
         except Unavailable as exc:
             results[row] = exc
     if src.rows == 1 and src.aggregate != "rows":
@@ -323,7 +400,86 @@ def decode_modbus(profile: ModbusProfile, data: ModbusData, rack_cap_w: float | 
     for name, point in profile.points.items():
         if only is not None and name not in only:
             continue
-        _first_usable(name, [point, *point.fallback], read_modbus_source, _modbus_raw, data,
-                      rack_cap_w, out)
-    return out
+        _first_usable(_Context(name, profile.kind, rack_cap_w), [point, *point.fallback],
+                      read_modbus_source, _modbus_raw, data, out)
+    return check_plausible(profile, out)
 
+
+
+# --- Plausibility across points ---------------------------------------------------------------
+
+
+def _total(value: PointValue) -> float:
+    return math.fsum(value.values()) if isinstance(value, Mapping) else value
+
+
+def _rows_of(value: PointValue) -> dict[str, float]:
+    return dict(value) if isinstance(value, Mapping) else {"1": value}
+
+
+def _apparent(current: PointValue, voltage: PointValue,
+              line_to_line: bool) -> tuple[float, float, float] | None:
+    """(VA, total A, mean V) the current and voltage rows carry, or None if rows do not pair."""
+    amps, volts = _rows_of(current), _rows_of(voltage)
+    if len(volts) == 1:
+        (v,) = volts.values()
+        pairs = [(i, v) for i in amps.values()]
+    elif set(volts) == set(amps):
+        pairs = [(amps[k], volts[k]) for k in amps]
+    else:
+        return None
+    va = math.fsum(i * v for i, v in pairs) / (math.sqrt(3) if line_to_line else 1.0)
+    return va, math.fsum(amps.values()), math.fsum(volts.values()) / len(volts)
+
+
+def _violation(rule: PowerWithinVa | AtLeast, values: Mapping[str, PointValue],
+               line_to_line: bool) -> str | None:
+    if isinstance(rule, PowerWithinVa):
+        carried = _apparent(values[rule.current], values[rule.voltage], line_to_line)
+        if carried is None:
+            return None
+        va, amps, volts = carried
+        watts = _total(values[rule.power])
+        if watts > va * (1 + rule.tolerance) + rule.slack_w:
+            return f"{watts:g} W is more than the {va:.4g} VA that {amps:.4g} A at {volts:.4g} V carry"
+        if va >= rule.min_va and watts < rule.min_power_factor * va:
+            return f"{watts:g} W while {amps:.4g} A flows at {volts:.4g} V"
+        return None
+    if rule.unless is not None and _total(values[rule.unless]) == 1:
+        return None
+    larger, smaller = _total(values[rule.larger]), _total(values[rule.smaller])
+    if larger < smaller * (1 - rule.tolerance) - rule.slack:
+        unit = POINTS[rule.smaller].unit
+        return (f"{rule.why}: {rule.larger} {larger:g} {unit}, "
+                f"{rule.smaller} {smaller:g} {unit}")
+    return None
+
+
+def _rule_points(rule: PowerWithinVa | AtLeast) -> tuple[str, ...]:
+    if isinstance(rule, PowerWithinVa):
+        return (rule.power, rule.current, rule.voltage)
+    return (rule.larger, rule.smaller)
+
+
+def check_plausible(profile: Profile, out: Decoded) -> Decoded:
+    """Refuse every point of a violated rule of the device's kind (dcim/points.py RULES).
+
+    A rule applies only when all its points were read whole (a point with dropped rows would
+    make volts x amps too small) and, for `unless`, the condition point too.
+    """
+    complete = {k: v for k, v in out.values.items() if k not in out.errors}
+    refused: dict[str, str] = {}
+    for rule in RULES.get(profile.kind, ()):
+        needed = _rule_points(rule)
+        if isinstance(rule, AtLeast) and rule.unless is not None:
+            needed = (*needed, rule.unless)
+        if not all(p in complete for p in needed):
+            continue
+        why = _violation(rule, complete, profile.line_to_line_voltage)
+        if why is not None:
+            for point in _rule_points(rule):
+                refused.setdefault(point, why)
+    for point, why in refused.items():
+        del out.values[point]
+        out.errors[point] = PointError(Reason.IMPLAUSIBLE, why)
+    return out

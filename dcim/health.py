@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from dcim.reasons import ErrorKind, Reason
+
 
 @dataclass
 class DeviceHealth:
     """Counters for one device, exported as dcim_device_* series."""
 
     polls: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    invalid: dict[str, int] = field(default_factory=dict)
+    errors: dict[ErrorKind, int] = field(default_factory=dict)
+    # (point, reason) -> readings refused; reasons that count only (Reason.counted).
+    invalid: dict[tuple[str, Reason], int] = field(default_factory=dict)
     overruns: int = 0
     down_since: float | None = None
     failures: int = 0

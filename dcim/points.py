@@ -7,7 +7,8 @@ and the physical range outside which a reading is rejected.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -36,6 +37,12 @@ class PointSpec:
     rack_power: bool = False
     # What the rows of a per-row value are (label name in exports): phase, outlet, ...
     row_label: str = "row"
+    # A narrower range for some device kinds (a PDU's voltage vs a medium-voltage meter's).
+    by_kind: Mapping[Kind, tuple[float, float]] = field(default_factory=dict)
+
+    def range_for(self, kind: Kind | None) -> tuple[float, float]:
+        """(low, high) for a device of this kind."""
+        return self.by_kind.get(kind, (self.low, self.high)) if kind else (self.low, self.high)
 
 
 def _p(
@@ -49,34 +56,41 @@ def _p(
     counter: bool = False,
     rack_power: bool = False,
     row_label: str = "row",
+    by_kind: Mapping[Kind, tuple[float, float]] | None = None,
 ) -> PointSpec:
     return PointSpec(name, unit, frozenset(Kind(k) for k in kinds.split()), help, low, high,
-                     counter, rack_power, row_label)
+                     counter, rack_power, row_label, dict(by_kind or {}))
 
 
 POINTS: dict[str, PointSpec] = {
     p.name: p
     for p in (
-        _p("power_w", "W", "pdu meter chiller", "Active power", 0, rack_power=True),
-        _p("energy_wh", "Wh", "pdu meter chiller ups", "Cumulative active energy", 0, counter=True),
-        _p("apparent_power_va", "VA", "pdu meter ups", "Apparent power", 0),
+        _p("power_w", "W", "pdu meter chiller", "Active power", 0, 1e9, rack_power=True),
+        _p("energy_wh", "Wh", "pdu meter chiller ups", "Cumulative active energy", 0, 1e15,
+           counter=True),
+        _p("apparent_power_va", "VA", "pdu meter ups", "Apparent power", 0, 1e9),
         _p("power_factor", "1", "pdu meter", "Power factor", 0, 1.0),
         _p("current_a", "A", "pdu meter ups", "RMS current per phase or line", 0, 10_000,
-           row_label="phase"),
+           row_label="phase", by_kind={Kind.PDU: (0, 1_000)}),
+        # Low-voltage gear tops out at 600 V line-to-line (+10 %); meters may sit on medium
+        # voltage. A value ten times too high (2300 V at a 230 V UPS) is out of range.
         _p("voltage_v", "V", "pdu meter ups", "RMS voltage per phase", 0, 100_000,
-           row_label="phase"),
+           row_label="phase", by_kind={Kind.PDU: (0, 700), Kind.UPS: (0, 700)}),
         _p("frequency_hz", "Hz", "pdu meter ups", "Line frequency", 40, 70),
-        _p("outlet_power_w", "W", "pdu", "Active power per outlet", 0, 100_000,
+        _p("outlet_power_w", "W", "pdu", "Active power per outlet", 0, 50_000,
            row_label="outlet"),
-        _p("outlet_current_a", "A", "pdu", "RMS current per outlet", 0, 1_000,
+        _p("outlet_current_a", "A", "pdu", "RMS current per outlet", 0, 200,
            row_label="outlet"),
         _p("load_state", "1", "pdu", "Load state (0 normal, 1 low, 2 near overload, 3 overload)",
            0, 3),
-        _p("input_power_w", "W", "ups", "Input active power", 0),
-        _p("output_power_w", "W", "ups", "Output active power", 0),
-        _p("load_ratio", "1", "ups", "Output load as a fraction of rated capacity", 0, 5),
+        # The largest UPS systems are a few MW; 0xFFFF-style sentinels land far above.
+        _p("input_power_w", "W", "ups", "Input active power", 0, 10_000_000),
+        _p("output_power_w", "W", "ups", "Output active power", 0, 10_000_000),
+        # A UPS carries at most ~150 % of its rating, and only for seconds.
+        _p("load_ratio", "1", "ups", "Output load as a fraction of rated capacity", 0, 3),
         _p("on_battery", "1", "ups", "1 when the output is carried by the battery", 0, 1),
-        _p("battery_runtime_s", "s", "ups", "Estimated battery runtime", 0),
+        # A week: long-runtime strings at light load report a day or so; 65535 min is 45 days.
+        _p("battery_runtime_s", "s", "ups", "Estimated battery runtime", 0, 7 * 86_400),
         _p("battery_charge_ratio", "1", "ups",
            "Estimated battery charge as a fraction of full charge", 0, 1),
         _p("battery_low", "1", "ups",
@@ -88,23 +102,83 @@ POINTS: dict[str, PointSpec] = {
         _p("pump_power_w", "W", "cdu", "Pump electrical power", 0, 1_000_000),
         _p("diff_pressure_kpa", "kPa", "cdu", "Secondary differential pressure", -1_000, 10_000),
         _p("leak", "1", "cdu", "1 when a leak is detected", 0, 1),
-        _p("heat_w", "W", "cdu", "Heat removed as reported by the device", 0),
+        _p("heat_w", "W", "cdu", "Heat removed as reported by the device", 0, 1e8),
         _p("fault", "1", "cdu chiller", "1 when the unit reports a fault", 0, 1),
-        _p("cooling_w", "W", "chiller", "Thermal cooling delivered", 0),
+        _p("cooling_w", "W", "chiller", "Thermal cooling delivered", 0, 1e8),
         _p("chw_supply_temp_c", "Cel", "chiller", "Chilled water supply temperature", -20, 60),
         _p("chw_return_temp_c", "Cel", "chiller", "Chilled water return temperature", -20, 60),
     )
 }
 
+# What a device may say as a power-of-ten exponent (SunSpec *_SF) or a number of decimal
+# digits (Raritan, Eaton). Real devices use -3..3; anything outside makes the point unavailable
+# rather than 10^-400 = 0 W or 10^400 = OverflowError.
+SCALE_EXPONENT_RANGE = (-6, 9)
 
-def check_range(spec: PointSpec, value: float, rack_cap_w: float | None) -> str | None:
-    """Return why a scaled value is physically implausible, or None when it is usable."""
+
+def check_range(spec: PointSpec, value: float, rack_cap_w: float | None,
+                kind: Kind | None = None) -> str | None:
+    """Return why a scaled value is physically impossible, or None when it is usable."""
     if math.isnan(value) or math.isinf(value):
         return f"not a finite number ({value})"
-    if value < spec.low:
-        return f"{value:g} {spec.unit} below the physical minimum {spec.low:g}"
-    if value > spec.high:
-        return f"{value:g} {spec.unit} above the physical maximum {spec.high:g}"
+    low, high = spec.range_for(kind)
+    where = f" for a {kind}" if kind in spec.by_kind else ""
+    if value < low:
+        return f"{value:g} {spec.unit} below the physical minimum {low:g}{where}"
+    if value > high:
+        return f"{value:g} {spec.unit} above the physical maximum {high:g}{where}"
     if spec.rack_power and rack_cap_w is not None and value > 2 * rack_cap_w:
         return f"{value:g} W above twice the rack cap ({2 * rack_cap_w:g} W)"
     return None
+
+
+# --- Plausibility across the points of one device -----------------------------------------------
+#
+# Each value can be in range and the set still be impossible: 0 W while 14.5 A flows, more
+# active power than the phases' volts x amps can carry, a UPS drawing less than it delivers.
+# These relations are data: decode applies every rule of the device's kind whose points are all
+# present, and a violated rule refuses every point in it (dcim cannot tell which one lies).
+
+
+@dataclass(frozen=True, slots=True)
+class PowerWithinVa:
+    """Active power against the apparent power of the current and voltage rows (sum of V x I).
+
+    Active power may not exceed it (plus a tolerance for readings taken moments apart), and may
+    not be (nearly) zero while substantial current flows: no real load has a power factor below
+    `min_power_factor`.
+    """
+
+    power: str
+    current: str = "current_a"
+    voltage: str = "voltage_v"
+    tolerance: float = 0.15
+    slack_w: float = 50.0
+    min_power_factor: float = 0.2
+    min_va: float = 500.0
+
+
+@dataclass(frozen=True, slots=True)
+class AtLeast:
+    """`larger` is never below `smaller` (less a tolerance), unless point `unless` reads 1."""
+
+    larger: str
+    smaller: str
+    unless: str | None = None
+    tolerance: float = 0.05
+    slack: float = 100.0
+    why: str = ""
+
+
+Rule = PowerWithinVa | AtLeast
+
+RULES: dict[Kind, tuple[Rule, ...]] = {
+    Kind.PDU: (PowerWithinVa("power_w"),
+               AtLeast("apparent_power_va", "power_w", why="active power above apparent power")),
+    Kind.METER: (PowerWithinVa("power_w"),
+                 AtLeast("apparent_power_va", "power_w", why="active power above apparent power")),
+    # UPS-MIB's per-line voltage and current are the output side (see collectors/snmp/ups-mib).
+    Kind.UPS: (PowerWithinVa("output_power_w"),
+               AtLeast("input_power_w", "output_power_w", unless="on_battery",
+                       why="input below output while not on battery")),
+}

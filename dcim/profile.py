@@ -130,6 +130,9 @@ class _ProfileBase(_Strict):
     description: str
     vendor: str | None = None
     extends: tuple[str, ...] = ()
+    # Voltage rows are line-to-line while current rows are line currents (a three-phase load
+    # measured L-L): volts x amps per row then overstates the apparent power by sqrt(3).
+    line_to_line_voltage: bool = False
 
 
 class SnmpProfile(_ProfileBase):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dcim.reasons import ErrorKind, PointError
+
 # A point is one number, or one number per row (phase, outlet, daisy-chained unit) keyed by row.
 PointValue = float | Mapping[str, float]
 
@@ -17,11 +19,11 @@ class PollResult:
     time: float
     duration: float
     values: Mapping[str, PointValue] = field(default_factory=dict)
-    errors: Mapping[str, str] = field(default_factory=dict)
+    errors: Mapping[str, PointError] = field(default_factory=dict)
     raw: Mapping[str, object] = field(default_factory=dict)
     # Set when the device as a whole failed (timeout, refused, garbage): no values at all.
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None
 
     @property
     def up(self) -> bool:
@@ -29,6 +31,7 @@ class PollResult:
         return self.error is None
 
 
-def failed(device: str, time: float, duration: float, kind: str, message: str) -> PollResult:
+def failed(device: str, time: float, duration: float, kind: ErrorKind,
+           message: str) -> PollResult:
     """A poll where the device as a whole failed."""
     return PollResult(device=device, time=time, duration=duration, error=message, error_kind=kind)

@@ -8,6 +8,7 @@ from typing import Literal
 
 from dcim.compute.energy import DeviceEnergy, Totals
 from dcim.readings import PointValue
+from dcim.reasons import ErrorKind, PointError
 from dcim.site import Site
 
 PueStatus = Literal["ok", "degraded", "unavailable"]
@@ -23,12 +24,12 @@ class DeviceStatus:
     up: bool
     fresh: bool
     values: Mapping[str, PointValue]
-    errors: Mapping[str, str]
+    errors: Mapping[str, PointError]
     last_poll: float | None
     last_success: float | None
     poll_duration: float | None
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None
     rack: str | None = None
     feed: str | None = None
 

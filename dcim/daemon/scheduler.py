@@ -18,21 +18,13 @@ from collections.abc import Awaitable, Callable
 from dcim.drivers.poller import Poller
 from dcim.health import DeviceHealth, Health
 from dcim.readings import PollResult, failed
+from dcim.reasons import ErrorKind
 from dcim.site import DeviceSpec
 from dcim.tasks import cancel_and_wait
 
 log = logging.getLogger("dcim.scheduler")
 
 MAX_BACKOFF_S = 60.0
-
-
-_UNSUPPORTED = ("noSuchObject", "noSuchInstance", "noSuchName", "no rows", "not returned",
-                "illegal data address")
-
-
-def unsupported(reason: str) -> bool:
-    """A point the device simply does not have (not an invalid reading worth counting)."""
-    return reason.startswith(_UNSUPPORTED) or "(no rows)" in reason
 
 
 def deadline_for(device: DeviceSpec) -> float:
@@ -123,7 +115,7 @@ class Scheduler:
             return await self._poller.poll(device, deadline=deadline_for(device))
         except Exception as exc:  # the one guard around every poll
             self._report(device, "polling", exc)
-            return failed(device.id, time.time(), time.monotonic() - started, "internal",
+            return failed(device.id, time.time(), time.monotonic() - started, ErrorKind.INTERNAL,
                           f"internal error: {type(exc).__name__}: {exc}")
 
     def _report(self, device: DeviceSpec, where: str, exc: Exception) -> None:
@@ -138,9 +130,11 @@ class Scheduler:
     def _record(self, device: DeviceSpec, health: DeviceHealth, result: PollResult) -> None:
         health.polls += 1
         self._health.last_progress = time.monotonic()
-        for point, reason in result.errors.items():
-            if not unsupported(reason):
-                health.invalid[point] = health.invalid.get(point, 0) + 1
+        for point, err in result.errors.items():
+            # A point the device does not have is not an invalid reading (Reason.counted).
+            if err.reason.counted:
+                key = (point, err.reason)
+                health.invalid[key] = health.invalid.get(key, 0) + 1
         if result.up:
             if health.failures:
                 down_for = time.time() - (health.down_since or time.time())
@@ -149,7 +143,7 @@ class Scheduler:
             health.failures = 0
             health.down_since = None
             return
-        kind = result.error_kind or "error"
+        kind = result.error_kind or ErrorKind.PROTOCOL
         health.errors[kind] = health.errors.get(kind, 0) + 1
         health.failures += 1
         if health.failures == 1:

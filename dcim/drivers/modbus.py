@@ -15,6 +15,7 @@ from typing import Any
 
 from dcim.decode import Missing, ModbusData
 from dcim.profile import ModbusSource
+from dcim.reasons import ErrorKind, Reason
 from dcim.site import DeviceSpec
 
 EXCEPTION_NAMES = {
@@ -23,12 +24,14 @@ EXCEPTION_NAMES = {
     8: "memory parity error", 10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
+# Illegal function / illegal data address for one value: the device does not have that value.
+UNMAPPED_CODES = frozenset({1, 2})
 
 
 class ModbusDeviceError(Exception):
     """The device as a whole could not be read; `kind` classifies it for metrics."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: ErrorKind, message: str):
         super().__init__(message)
         self.kind = kind
 
@@ -73,6 +76,17 @@ def coalesce(registers: Iterable[tuple[str, int]], max_gap: int, max_block: int)
     return blocks
 
 
+def _read_failure(device: DeviceSpec, block: Block, exc: BaseException) -> ModbusDeviceError:
+    """The device error for a read that failed on every attempt, with a message never empty."""
+    where = (f"{device.host}:{device.port} unit {device.unit}: reading {block.count} "
+             f"{block.function} registers at {block.address}")
+    detail = str(exc).strip()
+    if isinstance(exc, TimeoutError) or "timeout" in detail.lower():
+        return ModbusDeviceError(ErrorKind.TIMEOUT, f"{where}: no response within "
+                                 f"{device.timeout:g}s x {device.retries + 1}")
+    return ModbusDeviceError(ErrorKind.PROTOCOL, f"{where}: {detail or type(exc).__name__}")
+
+
 class _Connection:
     """A pymodbus client for one host:port, with the lock that serializes its transactions."""
 
@@ -100,7 +114,7 @@ class _Connection:
             ok = False
         if not ok:
             client.close()
-            raise ModbusDeviceError("connect", f"cannot connect to {self.host}:{self.port}")
+            raise ModbusDeviceError(ErrorKind.CONNECT, f"cannot connect to {self.host}:{self.port}")
         self.client = client
         return client
 
@@ -145,21 +159,18 @@ class ModbusClient:
             except (TimeoutError, ModbusException, OSError) as exc:
                 await conn.drop()
                 if attempt == device.retries:
-                    timeout = isinstance(exc, TimeoutError) or "timeout" in str(exc).lower()
-                    raise ModbusDeviceError(
-                        "timeout" if timeout else "protocol",
-                        f"{device.host}:{device.port} unit {device.unit}: {exc or 'timeout'}",
-                    ) from None
+                    raise _read_failure(device, block, exc) from None
         if result.isError():
             code = int(getattr(result, "exception_code", 0))
-            reason = Missing(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})")
+            reason = Missing(f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})",
+                             Reason.UNSUPPORTED if code in UNMAPPED_CODES else Reason.READ_ERROR)
             for a in range(block.address, block.address + block.count):
                 data.registers[(block.function, a)] = reason
             return code
         words = list(result.registers)
         if len(words) != block.count:
             raise ModbusDeviceError(
-                "protocol", f"{device.id}: asked for {block.count} registers, got {len(words)}"
+                ErrorKind.PROTOCOL, f"{device.id}: asked for {block.count} registers, got {len(words)}"
             )
         for offset, word in enumerate(words):
             data.registers[(block.function, block.address + offset)] = word
@@ -188,5 +199,5 @@ class ModbusClient:
         if needed and all(isinstance(data.registers.get(r), Missing) for r in needed):
             first = data.registers[min(needed)]
             reason = first.reason if isinstance(first, Missing) else "refused"
-            raise ModbusDeviceError("exception", f"{device.id}: every read refused: {reason}")
+            raise ModbusDeviceError(ErrorKind.EXCEPTION, f"{device.id}: every read refused: {reason}")
         return data

@@ -21,6 +21,7 @@ from dcim.drivers.snmp import (
 from dcim.errors import ConfigError
 from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile, sys_object_id_matches
 from dcim.readings import PollResult, failed
+from dcim.reasons import ErrorKind
 from dcim.site import DeviceSpec
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
@@ -82,10 +83,12 @@ class Poller:
         except (SnmpDeviceError, ModbusDeviceError) as exc:
             return failed(device.id, time.time(), time.monotonic() - started, exc.kind, str(exc))
         except TimeoutError:
-            return failed(device.id, time.time(), time.monotonic() - started, "deadline",
+            return failed(device.id, time.time(), time.monotonic() - started,
+                          ErrorKind.DEADLINE,
                           f"no complete answer within {budget:g}s")
         except OSError as exc:
-            return failed(device.id, time.time(), time.monotonic() - started, "network", str(exc))
+            return failed(device.id, time.time(), time.monotonic() - started,
+                          ErrorKind.NETWORK, str(exc) or type(exc).__name__)
         return PollResult(device=device.id, time=time.time(), duration=time.monotonic() - started,
                           values=result.values, errors=result.errors, raw=result.raw)
 
@@ -110,7 +113,7 @@ class Poller:
             oid = raw.lstrip(".")
             if not sys_object_id_matches(oid, profile.sys_object_id):
                 raise SnmpDeviceError(
-                    "profile_mismatch",
+                    ErrorKind.PROFILE_MISMATCH,
                     f"sysObjectID {oid} is not a {profile.name} device "
                     f"(expects {', '.join(profile.sys_object_id)}); {profile_hint(oid)}",
                 )

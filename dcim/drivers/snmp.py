@@ -14,6 +14,7 @@ from typing import Any
 
 from dcim.decode import Missing, RawValue, SnmpData
 from dcim.profile import SnmpPoint, SnmpProfile, SnmpSource
+from dcim.reasons import ErrorKind, Reason
 from dcim.site import DeviceSpec, SnmpAuth
 from dcim.snmp.client import SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout
 
@@ -28,7 +29,7 @@ _EXCEPTIONS = {"NoSuchObject": "noSuchObject", "NoSuchInstance": "noSuchInstance
 class SnmpDeviceError(Exception):
     """The device as a whole could not be read; `kind` classifies it for metrics."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: ErrorKind, message: str):
         super().__init__(message)
         self.kind = kind
 
@@ -80,7 +81,7 @@ def to_raw(value: Any) -> RawValue:
     try:
         return int(value)
     except (TypeError, ValueError):
-        return Missing(f"unexpected type {name}")
+        return Missing(f"unexpected type {name}", Reason.WRONG_TYPE)
 
 
 def _oid_tuple(oid: str) -> tuple[int, ...]:
@@ -135,9 +136,10 @@ class SnmpDriver:
                     out[chunk[exc.index - 1]] = Missing("noSuchName")
                     pending.append(chunk[: exc.index - 1] + chunk[exc.index:])
                     continue
-                raise SnmpDeviceError("protocol", f"{device.host}: GET failed: {exc.status}") from None
+                raise SnmpDeviceError(ErrorKind.PROTOCOL,
+                                      f"{device.host}: GET failed: {exc.status}") from None
             if len(binds) != len(chunk):
-                raise SnmpDeviceError("protocol", f"{device.host}: asked {len(chunk)} OIDs, "
+                raise SnmpDeviceError(ErrorKind.PROTOCOL, f"{device.host}: asked {len(chunk)} OIDs, "
                                       f"got {len(binds)}")
             # Key by what was asked: an agent echoing a different OID is answering garbage.
             for asked, (_, value) in zip(chunk, binds, strict=True):
@@ -188,7 +190,8 @@ class SnmpDriver:
             except _StatusError as exc:
                 if exc.status == "noSuchName":  # v1 end of MIB
                     break
-                raise SnmpDeviceError("protocol", f"{device.host}: walk failed: {exc.status}") from None
+                raise SnmpDeviceError(ErrorKind.PROTOCOL,
+                                      f"{device.host}: walk failed: {exc.status}") from None
             finished: set[str] = set()
             for i, (oid_t, raw) in enumerate(binds):
                 column = active[i % len(active)]
@@ -233,7 +236,7 @@ class PysnmpClient(SnmpDriver):
                     (device.host, device.port), timeout=device.timeout, retries=device.retries
                 )
             except Exception as exc:  # name resolution failure
-                raise SnmpDeviceError("resolve", f"cannot resolve {device.host}: {exc}") from None
+                raise SnmpDeviceError(ErrorKind.RESOLVE, f"cannot resolve {device.host}: {exc}") from None
             self._targets[key] = target
         return target
 
@@ -249,7 +252,7 @@ class PysnmpClient(SnmpDriver):
             )
         if err_ind:
             text = str(err_ind)
-            kind = "timeout" if "timeout" in text.lower() else "protocol"
+            kind = ErrorKind.TIMEOUT if "timeout" in text.lower() else ErrorKind.PROTOCOL
             raise SnmpDeviceError(kind, f"{device.host}:{device.port}: {text}")
         if err_status:
             raise _StatusError(str(err_status.prettyPrint() if hasattr(err_status, "prettyPrint")
@@ -300,12 +303,12 @@ class FastClient(SnmpDriver):
                 binds = await call(device.host, device.port, auth.community, auth.version - 1,
                                    oids, *extra, timeout=device.timeout, retries=device.retries)
         except SnmpTimeout:
-            raise SnmpDeviceError("timeout", f"{device.host}:{device.port}: no SNMP response "
+            raise SnmpDeviceError(ErrorKind.TIMEOUT, f"{device.host}:{device.port}: no SNMP response "
                                   f"within {device.timeout:g}s x {device.retries + 1}") from None
         except SnmpErrorStatus as exc:
             raise _StatusError(exc.name, exc.index) from None
         except (SnmpError, OSError) as exc:
-            raise SnmpDeviceError("protocol", f"{device.host}:{device.port}: {exc}") from None
+            raise SnmpDeviceError(ErrorKind.PROTOCOL, f"{device.host}:{device.port}: {exc}") from None
         return [(oid, _wire_raw(value)) for oid, value in binds]
 
     async def _get(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:

@@ -243,8 +243,9 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
               ["site", "device"])
     polls = _c("dcim_device_polls", "Polls attempted", ["site", "device"])
     errors = _c("dcim_device_poll_errors", "Failed polls by kind", ["site", "device", "kind"])
-    invalid = _c("dcim_invalid_readings", "Readings rejected (sentinel, range, wrong type)",
-                 ["site", "device", "point"])
+    invalid = _c("dcim_invalid_readings",
+                 "Readings refused, by point and reason (dcim/reasons.py Reason)",
+                 ["site", "device", "point", "reason"])
     overruns = _c("dcim_device_poll_overruns", "Polls that ran past their interval",
                   ["site", "device"])
     info = _g("dcim_device_info", "Where a device sits: 1 per device, for joins and grouping",
@@ -263,9 +264,9 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
             continue
         polls.add_metric([site, dev.id], float(h.polls))
         for kind, count in sorted(h.errors.items()):
-            errors.add_metric([site, dev.id, kind], float(count))
-        for point, count in sorted(h.invalid.items()):
-            invalid.add_metric([site, dev.id, point], float(count))
+            errors.add_metric([site, dev.id, str(kind)], float(count))
+        for (point, reason), count in sorted(h.invalid.items()):
+            invalid.add_metric([site, dev.id, point, str(reason)], float(count))
         overruns.add_metric([site, dev.id], float(h.overruns))
     yield from (up, info, duration, last, polls, errors, invalid, overruns)
 

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 from dcim.config import MqttExporter
 from dcim.points import POINTS, check_range
 from dcim.readings import PointValue, PollResult
+from dcim.reasons import PointError, Reason
 from dcim.sinks.mqtt import auth_refused, default_client_id, make_client
 from dcim.sinks.prometheus_metrics import counter, gauge
 from dcim.site import DeviceSpec, Site
@@ -44,31 +45,35 @@ class Reading:
 
     value: float | None
     time: float
-    problem: str | None
+    problem: PointError | None
 
 
-def parse_value(payload: bytes) -> tuple[float | None, float | None, str | None]:
+def _wrong(message: str) -> PointError:
+    return PointError(Reason.WRONG_TYPE, message)
+
+
+def parse_value(payload: bytes) -> tuple[float | None, float | None, PointError | None]:
     """(value, timestamp in s, problem) from a DSX value payload."""
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return None, None, "payload is not JSON"
+        return None, None, _wrong("payload is not JSON")
     if not isinstance(data, dict):
-        return None, None, "payload is not a JSON object"
+        return None, None, _wrong("payload is not a JSON object")
     stamp = data.get("timestamp")
     if isinstance(stamp, bool) or not isinstance(stamp, int):
-        return None, None, "timestamp missing or not epoch milliseconds"
+        return None, None, _wrong("timestamp missing or not epoch milliseconds")
     seconds = stamp / 1000.0
     quality = data.get("quality")
     value = data.get("value")
     if isinstance(quality, bool) or not isinstance(quality, int):
-        return None, seconds, "quality missing or not an integer"
+        return None, seconds, _wrong("quality missing or not an integer")
     if value is None:
-        return None, seconds, "value is null (BMS has no valid reading)"
+        return None, seconds, PointError(Reason.SENTINEL, "value is null (BMS has no valid reading)")
     if quality != 1:
-        return None, seconds, f"quality {quality} (not good)"
+        return None, seconds, PointError(Reason.SENTINEL, f"quality {quality} (not good)")
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None, seconds, "value is not a number"
+        return None, seconds, _wrong("value is not a number")
     return float(value), seconds, None
 
 
@@ -149,9 +154,9 @@ class BmsSource:
         stamp = min(stamp if stamp is not None else now, now + MAX_FUTURE_S)
         if value is not None:
             value *= mapping.scale
-            problem = check_range(POINTS[mapping.point], value, device.rack_cap_w)
-            if problem is not None:
-                value = None
+            why = check_range(POINTS[mapping.point], value, device.rack_cap_w, device.kind)
+            if why is not None:
+                value, problem = None, PointError(Reason.OUT_OF_RANGE, why)
         if problem is not None:
             key = (device.id, mapping.point)
             self.invalid[key] = self.invalid.get(key, 0) + 1
@@ -163,16 +168,16 @@ class BmsSource:
 
     def _result(self, device: DeviceSpec, now: float) -> PollResult:
         values: dict[str, PointValue] = {}
-        errors: dict[str, str] = {}
+        errors: dict[str, PointError] = {}
         stamps: list[float] = []
         for point, reading in self._latest[device.id].items():
             if reading.value is None:
-                errors[point] = reading.problem or "invalid"
+                errors[point] = reading.problem or PointError(Reason.WRONG_TYPE, "invalid")
             elif now - reading.time <= device.max_age:
                 values[point] = reading.value
                 stamps.append(reading.time)
             else:
-                errors[point] = "stale: the BMS has not sent it within max_age"
+                errors[point] = PointError(Reason.STALE, "the BMS has not sent it within max_age")
         newest = max(r.time for r in self._latest[device.id].values())
         return PollResult(device=device.id, time=min(stamps) if stamps else newest, duration=0.0,
                           values=values, errors=errors)

@@ -122,8 +122,11 @@ async def test_reads_every_type_and_isolates_an_unmapped_register(
     assert result.values["frequency_hz"] == 50.0
     # SunSpec-style scale factor register (104 = -2): 1234 -> 12.34 A; -10 A is rejected.
     assert result.values["current_a"] == pytest.approx({"1": 12.34, "2": 12.5})
-    assert "row 3" in result.errors["current_a"]
-    assert "exception 2 (illegal data address)" in result.errors["apparent_power_va"]
+    assert "row 3" in result.errors["current_a"].message
+    assert result.errors["current_a"].reason == "out_of_range"
+    # An unmapped register is a point the device lacks: unsupported, never counted as invalid.
+    assert "exception 2 (illegal data address)" in result.errors["apparent_power_va"].message
+    assert result.errors["apparent_power_va"].reason == "unsupported"
     assert set(result.values) | set(result.errors) == set(PROFILE.points)
 
 
@@ -177,6 +180,7 @@ async def test_slow_device_times_out_without_stalling_others(
     finally:
         await poller.close()
     assert not slow.up and slow.error_kind in {"timeout", "deadline"}
+    assert slow.error and not slow.error.endswith(": "), slow.error  # says what timed out
     assert not dead.up and dead.error_kind == "connect"
     assert dead.duration < 1.0
 

@@ -58,7 +58,7 @@ def test_parse_value_cases() -> None:
     assert parse_value(b'{"value": 1, "timestamp": 1000, "quality": 1}') == (1.0, 1.0, None)
     assert parse_value(b'{"value": null, "timestamp": 1000, "quality": 1}')[2] is not None
     assert "quality 0" in str(parse_value(b'{"value": 1, "timestamp": 1000, "quality": 0}')[2])
-    assert parse_value(b"not json")[2] == "payload is not JSON"
+    assert str(parse_value(b"not json")[2]) == "wrong_type: payload is not JSON"
     assert parse_value(b'{"value": 1, "timestamp": 1.5, "quality": 1}')[2] is not None
     assert parse_value(b'{"value": true, "timestamp": 1000, "quality": 1}')[2] is not None
 
@@ -75,7 +75,7 @@ def test_invalid_and_stale_readings_are_not_used() -> None:
     assert result is not None and "leak" not in result.values and "leak" in result.errors
     assert result.values == {"supply_temp_c": 31.5}
     result = source.handle(LEAK_TOPIC, _payload(1, now[0], quality=2))
-    assert result is not None and "quality 2" in result.errors["leak"]
+    assert result is not None and "quality 2" in result.errors["leak"].message
     result = source.handle(LEAK_TOPIC, _payload(7, now[0]))  # a leak flag of 7: out of range
     assert result is not None and "leak" in result.errors
     assert source.invalid[("cdu-9", "leak")] == 3
@@ -85,7 +85,7 @@ def test_invalid_and_stale_readings_are_not_used() -> None:
     now[0] += 200
     result = source.handle(LEAK_TOPIC, _payload(0, now[0]))
     assert result is not None and result.values == {"leak": 0.0}
-    assert result.errors["supply_temp_c"].startswith("stale")
+    assert result.errors["supply_temp_c"].reason == "stale"
     assert source.handle("BMS/v1/PUB/Value/CDU/Other/x", _payload(1, now[0])) is None
 
 

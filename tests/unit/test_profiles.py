@@ -48,6 +48,7 @@ from dcim.profile import (
     ProfileRegistry,
     SnmpProfile,
 )
+from dcim.reasons import Reason
 
 # --- (1) shipped profiles load; bad ones are reported with file and key -----------------------
 
@@ -305,8 +306,8 @@ def test_snmp_sentinels() -> None:
     })
     out = decode_snmp(profile, SnmpData(scalars={
         "1.3.6.1.4.1.9.1.0": -1, "1.3.6.1.4.1.9.2.0": -5, "1.3.6.1.4.1.9.3.0": 0}))
-    assert "sentinel -1" in out.errors["power_w"]
-    assert "sentinel -5" in out.errors["energy_wh"]
+    assert "sentinel -1" in out.errors["power_w"].message
+    assert "sentinel -5" in out.errors["energy_wh"].message
     assert out.values == {"apparent_power_va": 0.0}  # zero is a reading, not a sentinel
 
 
@@ -321,9 +322,9 @@ def test_modbus_nan_and_not_implemented_scale_factor() -> None:
                        ("holding", 4): 5001, ("holding", 5): 0x8000,
                        ("holding", 6): 0x8000, ("holding", 7): 0xFFFF})
     out = decode_modbus(profile, data)
-    assert "NaN" in out.errors["power_w"]
-    assert "scale factor not implemented" in out.errors["frequency_hz"]
-    assert "sentinel -32768" in out.errors["voltage_v"]
+    assert "NaN" in out.errors["power_w"].message
+    assert "scale factor not implemented" in out.errors["frequency_hz"].message
+    assert "sentinel -32768" in out.errors["voltage_v"].message
     assert out.values == {}
 
 
@@ -357,7 +358,7 @@ def test_decimals_from_another_oid() -> None:
     out = decode_snmp(profile, data)
     assert out.values["current_a"] == pytest.approx({"1.1": 46.21, "1.2": 73.1})
     assert out.values["frequency_hz"] == pytest.approx(50.0)
-    assert "decimals" in out.errors["power_w"]  # a sum with a row it cannot scale is refused
+    assert "decimals" in out.errors["power_w"].message  # a sum with a row it cannot scale is refused
 
 
 def test_index_suffix_keeps_only_that_sensor_type() -> None:
@@ -377,7 +378,8 @@ def test_fallback_used_only_when_primary_is_unavailable() -> None:
     assert decode_snmp(profile, no_total).values["power_w"] == 4399
     neither = decode_snmp(profile, SnmpData(tables={total: {}, phases: {}}))
     assert "power_w" not in neither.values
-    assert "no rows" in neither.errors["power_w"] and "fallback 1" in neither.errors["power_w"]
+    why = neither.errors["power_w"]
+    assert "no rows" in why.message and "fallback 1" in why.message and why.reason == "unsupported"
 
 
 def test_modbus_fallback() -> None:
@@ -406,13 +408,32 @@ def test_aggregation(aggregate: str, expected: Any) -> None:
 
 
 @pytest.mark.parametrize("aggregate", ["sum", "max", "min", "mean", "first"])
-def test_aggregation_refuses_a_missing_row(aggregate: str) -> None:
+def test_aggregation_refuses_an_invalid_row(aggregate: str) -> None:
     profile = snmp_profile({"power_w": {"walk": COL, "aggregate": aggregate,
                                         "not_available": [-1]}})
-    for bad in (Missing("noSuchInstance"), -1, b"notsupported"):
+    for bad, reason in ((-1, Reason.SENTINEL), (b"notsupported", Reason.WRONG_TYPE),
+                        (-26, Reason.OUT_OF_RANGE), (Missing("x", Reason.READ_ERROR),
+                                                     Reason.READ_ERROR)):
         out = decode_snmp(profile, SnmpData(tables={COL: {"1": 1000, "2": bad, "3": 900}}))
-        assert "power_w" not in out.values, (aggregate, bad)
-        assert out.errors["power_w"].startswith("row 2: ")
+        assert "power_w" not in out.values, (aggregate, bad)  # never a partial sum
+        assert out.errors["power_w"].message.startswith("row 2: ")
+        assert out.errors["power_w"].reason is reason
+
+
+@pytest.mark.parametrize("unpopulated", [Missing("null"), Missing("noSuchInstance")])
+def test_rows_the_device_does_not_populate_are_absent(unpopulated: Missing) -> None:
+    # A single-phase UPS answering Null for phases 2 and 3: the total is phase 1.
+    profile = snmp_profile({"output_power_w": {"walk": COL},
+                            "voltage_v": {"walk": COL + ".2", "aggregate": "rows"}}, kind="ups")
+    out = decode_snmp(profile, SnmpData(tables={
+        COL: {"1": 1200, "2": unpopulated, "3": unpopulated},
+        COL + ".2": {"1": 230, "2": unpopulated}}))
+    assert out.values == {"output_power_w": 1200.0, "voltage_v": {"1": 230.0}}
+    assert out.errors == {}
+    nothing = decode_snmp(profile, SnmpData(tables={COL: {"1": unpopulated},
+                                                    COL + ".2": {}}))
+    assert nothing.values == {}
+    assert {e.reason for e in nothing.errors.values()} == {Reason.UNSUPPORTED}
 
 
 def test_rows_keep_the_good_rows_and_fail_only_when_none_is_left() -> None:
@@ -420,25 +441,32 @@ def test_rows_keep_the_good_rows_and_fail_only_when_none_is_left() -> None:
                                           "not_available": [-1]}})
     out = decode_snmp(profile, SnmpData(tables={COL: {"1": 231, "2": -1, "3": 232}}))
     assert out.values["voltage_v"] == {"1": 231.0, "3": 232.0}
-    assert out.errors["voltage_v"] == "row 2: not available (sentinel -1)"  # dropped, named
+    assert out.errors["voltage_v"].message == "row 2: not available (sentinel -1)"  # dropped, named
     out = decode_snmp(profile, SnmpData(tables={COL: {"1": -1, "2": -1}}))
-    assert "sentinel -1" in out.errors["voltage_v"]
+    assert "sentinel -1" in out.errors["voltage_v"].message
     out = decode_snmp(profile, SnmpData(tables={COL: {}}))
-    assert "no rows" in out.errors["voltage_v"]
+    assert "no rows" in out.errors["voltage_v"].message
 
 
 def test_modbus_rows_with_a_refused_register() -> None:
     profile = modbus_profile({
         "current_a": {"address": 0, "type": "uint16", "rows": 3, "aggregate": "rows"},
         "power_w": {"address": 10, "type": "uint16", "rows": 3, "stride": 2, "aggregate": "sum"},
+        "voltage_v": {"address": 20, "type": "uint16", "rows": 3, "stride": 2, "aggregate": "rows"},
     })
-    refused = Missing("exception 2 (illegal data address)")
-    data = ModbusData({("holding", 0): 5, ("holding", 1): refused, ("holding", 2): 7,
-                       ("holding", 10): 100, ("holding", 12): 200, ("holding", 14): refused})
+    failed = Missing("exception 4 (server device failure)", Reason.READ_ERROR)
+    unmapped = Missing("exception 2 (illegal data address)")
+    data = ModbusData({("holding", 0): 5, ("holding", 1): failed, ("holding", 2): 7,
+                       ("holding", 10): 100, ("holding", 12): 200, ("holding", 14): failed,
+                       ("holding", 20): 230, ("holding", 22): unmapped, ("holding", 24): unmapped})
     out = decode_modbus(profile, data)
     assert out.values["current_a"] == {"1": 5.0, "3": 7.0}
-    assert out.errors["current_a"].startswith("row 2: register 1: exception 2")
-    assert out.errors["power_w"].startswith("row 3: register 14: exception 2")
+    assert out.errors["current_a"].message.startswith("row 2: register 1: exception 4")
+    assert out.errors["power_w"].message.startswith("row 3: register 14: exception 4")
+    assert out.errors["power_w"].reason is Reason.READ_ERROR
+    # Registers the device does not map (exception 2) are rows it does not have.
+    assert out.values["voltage_v"] == {"1": 230.0}
+    assert "voltage_v" not in out.errors
 
 
 def test_map_and_default() -> None:
@@ -450,7 +478,7 @@ def test_map_and_default() -> None:
         out = decode_snmp(profile, SnmpData(scalars={"1.3.6.1.2.1.33.1.4.1.0": source,
                                                      "1.3.6.1.4.1.9.1.0": 7}))
         assert out.values["on_battery"] == expected
-        assert "unexpected value 7" in out.errors["load_ratio"]
+        assert "unexpected value 7" in out.errors["load_ratio"].message
 
 
 UPS_BATTERY_STATUS = "1.3.6.1.2.1.33.1.2.1.0"  # UPS-MIB upsBatteryStatus
@@ -473,7 +501,7 @@ def test_ups_mib_unknown_battery_status_is_not_a_healthy_zero(status: int, why: 
     assert isinstance(profile, SnmpProfile)
     out = decode_snmp(profile, SnmpData(scalars={UPS_BATTERY_STATUS: status}))
     assert "battery_low" not in out.values
-    assert why in out.errors["battery_low"]
+    assert why in out.errors["battery_low"].message
 
 
 def test_ups_mib_charge_above_full_is_rejected() -> None:
@@ -481,7 +509,7 @@ def test_ups_mib_charge_above_full_is_rejected() -> None:
     assert isinstance(profile, SnmpProfile)
     out = decode_snmp(profile, SnmpData(scalars={UPS_CHARGE: 130}))
     assert "battery_charge_ratio" not in out.values
-    assert "above the physical maximum" in out.errors["battery_charge_ratio"]
+    assert "above the physical maximum" in out.errors["battery_charge_ratio"].message
 
 
 def test_range_rejection() -> None:
@@ -491,13 +519,13 @@ def test_range_rejection() -> None:
     })
     negative = decode_snmp(profile, SnmpData(scalars={"1.3.6.1.4.1.9.1.0": -20},
                                              tables={COL: {"1": 3, "2": -1}}))
-    assert "below the physical minimum" in negative.errors["power_w"]
+    assert "below the physical minimum" in negative.errors["power_w"].message
     assert "power_w" not in negative.values
     assert negative.values["outlet_current_a"] == {"1": 3.0}  # the implausible row is dropped
-    assert negative.errors["outlet_current_a"].startswith("row 2: -1 A below the physical minimum")
+    assert negative.errors["outlet_current_a"].message.startswith("row 2: -1 A below the physical minimum")
     cap = 190_000.0
     data = SnmpData(scalars={"1.3.6.1.4.1.9.1.0": 2 * cap + 1}, tables={COL: {"1": 3}})
-    assert "twice the rack cap" in decode_snmp(profile, data, rack_cap_w=cap).errors["power_w"]
+    assert "twice the rack cap" in decode_snmp(profile, data, rack_cap_w=cap).errors["power_w"].message
     assert decode_snmp(profile, data).values["power_w"] == 2 * cap + 1  # no rack: no cap check
     ok = SnmpData(scalars={"1.3.6.1.4.1.9.1.0": 2 * cap}, tables={COL: {"1": 3}})
     assert decode_snmp(profile, ok, rack_cap_w=cap).values["power_w"] == 2 * cap
@@ -511,14 +539,14 @@ def test_range_rejects_nan_and_infinity() -> None:
                        ("holding", 5): 0})  # +inf
     out = decode_modbus(profile, data)
     assert out.values == {}
-    assert "NaN" in out.errors["power_w"]
-    assert "not a finite number" in out.errors["energy_wh"]
+    assert "NaN" in out.errors["power_w"].message
+    assert "not a finite number" in out.errors["energy_wh"].message
     assert math.isinf(registers_to_number([0x7FF0, 0, 0, 0], "float64", "ABCD"))
 
 
 def test_wrong_type_is_unavailable() -> None:
     profile = snmp_profile({"power_w": {"oid": "1.3.6.1.4.1.9.1.0"}})
     out = decode_snmp(profile, SnmpData(scalars={"1.3.6.1.4.1.9.1.0": b"notsupported "}))
-    assert "wrong type" in out.errors["power_w"]
+    assert "wrong type" in out.errors["power_w"].message
     out = decode_snmp(profile, SnmpData())
-    assert "not returned" in out.errors["power_w"]
+    assert "not returned" in out.errors["power_w"].message

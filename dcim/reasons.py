@@ -1,0 +1,73 @@
+"""Why a point is unavailable and why a device could not be read: the typed vocabulary shared
+by drivers, decode, the scheduler, the exporters and the CLI.
+
+The values are the `reason` label of `dcim_invalid_readings_total` and the `kind` label of
+`dcim_device_poll_errors_total`: a closed set, so the series stay bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why one point of a device that answered gives no usable value."""
+
+    # The device does not have the point: noSuchObject/noSuchInstance/noSuchName, a table
+    # without rows, rows it answers Null for, Modbus exception 1 or 2 for that register only.
+    # Not an invalid reading: never counted, never alerted on.
+    UNSUPPORTED = "unsupported"
+    # The device says "no reading": a sentinel the profile declares (-1, 0xFFFF, -32768), NaN,
+    # a state code outside the profile's map.
+    SENTINEL = "sentinel"
+    # A scaled value outside the point's physical range (negative power, 2300 V at a UPS).
+    OUT_OF_RANGE = "out_of_range"
+    # Each value is in range, but together they cannot be true (0 W while 14.5 A flows).
+    IMPLAUSIBLE = "implausible"
+    # A scale factor or decimal-digits value outside -6..9: the maths would be meaningless.
+    BAD_SCALE = "bad_scale"
+    # A string where a number is expected, a value of an unexpected SNMP type.
+    WRONG_TYPE = "wrong_type"
+    # The device refused or lost this value (Modbus exception 3/4/6..., varbind not returned).
+    READ_ERROR = "read_error"
+    # A pushed value (BMS over MQTT) not refreshed within max_age: old, not wrong.
+    STALE = "stale"
+
+    @property
+    def counted(self) -> bool:
+        """Whether it counts as an invalid reading (exported, alerted on)."""
+        return self not in (Reason.UNSUPPORTED, Reason.STALE)
+
+
+@dataclass(frozen=True, slots=True)
+class PointError:
+    """One point's failure: a typed reason and a specific human message."""
+
+    reason: Reason
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
+class ErrorKind(StrEnum):
+    """Why a device as a whole could not be read (no values at all)."""
+
+    TIMEOUT = "timeout"              # no answer within timeout x (retries + 1)
+    DEADLINE = "deadline"            # the whole poll ran past its deadline
+    CONNECT = "connect"              # TCP connection refused or not established
+    NETWORK = "network"              # a socket error (unreachable, reset)
+    RESOLVE = "resolve"              # the host name does not resolve
+    PROTOCOL = "protocol"            # garbage, an error status, a short answer
+    EXCEPTION = "exception"          # Modbus: every register read refused with an exception
+    PROFILE_MISMATCH = "profile_mismatch"  # sysObjectID says it is another model
+    INTERNAL = "internal"            # a bug in dcim surfaced by this poll (logged with traceback)
+
+
+def worst(errors: list[PointError]) -> Reason:
+    """The reason to report for several failures: any counted reason beats 'unsupported'."""
+    for err in errors:
+        if err.reason.counted:
+            return err.reason
+    return errors[0].reason if errors else Reason.UNSUPPORTED
