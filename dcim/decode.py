@@ -458,7 +458,8 @@ def _violation(rule: PowerWithinVa | AtLeast, values: Mapping[str, PointValue],
 def _rule_points(rule: PowerWithinVa | AtLeast) -> tuple[str, ...]:
     if isinstance(rule, PowerWithinVa):
         return (rule.power, rule.current, rule.voltage)
-    return (rule.larger, rule.smaller)
+    needed = (rule.larger, rule.smaller)
+    return (*needed, rule.unless) if rule.unless is not None else needed
 
 
 def check_plausible(profile: Profile, out: Decoded) -> Decoded:
@@ -470,14 +471,11 @@ def check_plausible(profile: Profile, out: Decoded) -> Decoded:
     complete = {k: v for k, v in out.values.items() if k not in out.errors}
     refused: dict[str, str] = {}
     for rule in RULES.get(profile.kind, ()):
-        needed = _rule_points(rule)
-        if isinstance(rule, AtLeast) and rule.unless is not None:
-            needed = (*needed, rule.unless)
-        if not all(p in complete for p in needed):
+        if not all(p in complete for p in _rule_points(rule)):
             continue
         why = _violation(rule, complete, profile.line_to_line_voltage)
         if why is not None:
-            for point in _rule_points(rule):
+            for point in rule.refuses:
                 refused.setdefault(point, why)
     for point, why in refused.items():
         del out.values[point]

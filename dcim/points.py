@@ -136,8 +136,8 @@ def check_range(spec: PointSpec, value: float, rack_cap_w: float | None,
 #
 # Each value can be in range and the set still be impossible: 0 W while 14.5 A flows, more
 # active power than the phases' volts x amps can carry, a UPS drawing less than it delivers.
-# These relations are data: decode applies every rule of the device's kind whose points are all
-# present, and a violated rule refuses every point in it (dcim cannot tell which one lies).
+# These relations are data: decode applies every rule of the device's kind whose points were
+# all read whole, and a violated rule refuses the points it names in `refuses`.
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +146,8 @@ class PowerWithinVa:
 
     Active power may not exceed it (plus a tolerance for readings taken moments apart), and may
     not be (nearly) zero while substantial current flows: no real load has a power factor below
-    `min_power_factor`.
+    `min_power_factor`. Either way power and current are refused (one of them lies: a power
+    register stuck at 0, a current in 0.01 A read as 0.1 A); voltage has its own range by kind.
     """
 
     power: str
@@ -157,10 +158,19 @@ class PowerWithinVa:
     min_power_factor: float = 0.2
     min_va: float = 500.0
 
+    @property
+    def refuses(self) -> tuple[str, ...]:
+        """The points a violation makes unavailable."""
+        return (self.power, self.current)
+
 
 @dataclass(frozen=True, slots=True)
 class AtLeast:
-    """`larger` is never below `smaller` (less a tolerance), unless point `unless` reads 1."""
+    """`larger` is never below `smaller` (less a tolerance), unless point `unless` reads 1.
+
+    Only `larger` is refused: `smaller` is the side other rules cross-check (a UPS output and a
+    PDU's active power against volts x amps), so it is the credible one.
+    """
 
     larger: str
     smaller: str
@@ -168,6 +178,11 @@ class AtLeast:
     tolerance: float = 0.05
     slack: float = 100.0
     why: str = ""
+
+    @property
+    def refuses(self) -> tuple[str, ...]:
+        """The points a violation makes unavailable."""
+        return (self.larger,)
 
 
 Rule = PowerWithinVa | AtLeast

@@ -17,7 +17,9 @@ from support.modbus_server import serve_modbus_fixtures
 from support.profiles import (
     SNMP_FIXTURES,
     assert_golden,
+    case_fixture_names,
     golden_of,
+    profile_of,
     shipped_registry,
 )
 from support.registry import SNMP_V3_USER, ServerRegistry
@@ -72,6 +74,39 @@ def test_snmp_profile_reads_its_fixture_live(profile: SnmpProfile, version: int,
     result = poll(device(profile, fixture_agent.port, auth), engine, monkeypatch)
     assert result.up, result.error
     assert_golden(result.values, result.errors, golden_of(profile), f"{profile.name} v{version} {engine}")
+
+
+SNMP_CASES = [n for n in case_fixture_names() if isinstance(REGISTRY[profile_of(n)], SnmpProfile)]
+MODBUS_CASES = [n for n in case_fixture_names()
+                if isinstance(REGISTRY[profile_of(n)], ModbusProfile)]
+
+
+@pytest.mark.parametrize("engine", ["fast", "pysnmp"])
+@pytest.mark.parametrize("name", SNMP_CASES)
+def test_snmp_field_case_reads_live(name: str, engine: str, fixture_agent: SnmpsimServer,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field behaviour served by snmpsim: unavailable with the right reason, the rest read."""
+    profile = REGISTRY[profile_of(name)]
+    result = poll(device(profile, fixture_agent.port, SnmpAuth(version=2, community=name)),
+                  engine, monkeypatch)
+    assert result.up, result.error
+    assert_golden(result.values, result.errors, golden_of(profile, name), f"{name} {engine}")
+
+
+async def test_modbus_field_cases_read_live() -> None:
+    server, port = await serve_modbus_fixtures(MODBUS_CASES)
+    poller = Poller()
+    try:
+        results = await asyncio.gather(*(
+            poller.poll(device(REGISTRY[profile_of(n)], port, unit=i + 1))
+            for i, n in enumerate(MODBUS_CASES)))
+    finally:
+        await poller.close()
+        await server.shutdown()
+    for name, result in zip(MODBUS_CASES, results, strict=True):
+        assert result.up, f"{name}: {result.error}"
+        assert_golden(result.values, result.errors, golden_of(REGISTRY[profile_of(name)], name),
+                      name)
 
 
 def test_both_engines_agree_on_raw_values(fixture_agent: SnmpsimServer,

@@ -1,11 +1,14 @@
 """Loading the project's device fixtures and their hand-worked goldens, offline and for live tests.
 
-Fixtures (the project's own, synthetic):
-  tests/fixtures/snmp/<profile>.snmprec + <profile>.golden.json
-  tests/fixtures/modbus/<profile>.yaml  (register words, optional exceptions, and `golden:`)
-A golden is {"points": {name: number or {row: number}}, "errors": [names]}: `errors` lists every
-point the decode reports in its errors, i.e. unavailable points and points whose dropped rows are
-named (such a point is in both). Goldens are worked out by hand from the MIB / register units.
+Fixtures (the project's own, synthetic), named <profile> or <profile>--<case>:
+  tests/fixtures/snmp/<name>.snmprec + <name>.golden.json
+  tests/fixtures/modbus/<name>.yaml  (register words, optional exceptions, and `golden:`)
+A `<profile>--<case>` fixture is one field behaviour (a sentinel, negative rows, 10x units, an
+overflowing scale factor...) read with that profile. A golden is
+{"points": {name: number or {row: number}}, "errors": [names] or {name: reason}}: `errors` lists
+every point the decode reports in its errors, i.e. unavailable points and points whose dropped
+rows are named (such a point is in both); as a mapping it also fixes each point's Reason.
+Goldens are worked out by hand from the MIB / register units.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import yaml
 
 from dcim.decode import Decoded, Missing, ModbusData, SnmpData, decode_modbus, decode_snmp
 from dcim.profile import Profile, ProfileRegistry, SnmpProfile, builtin_profile_dir
+from dcim.reasons import PointError
 from support.snmprec import load_snmprec, snmp_data_for
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -39,6 +43,29 @@ def shipped_registry() -> ProfileRegistry:
     return ProfileRegistry.load_dirs([builtin_profile_dir()])
 
 
+CASE_SEPARATOR = "--"
+
+
+def profile_of(fixture: str) -> str:
+    """The profile a fixture is read with: `ups-mib--sentinels` -> `ups-mib`."""
+    return fixture.split(CASE_SEPARATOR, 1)[0]
+
+
+def snmp_fixture_names() -> list[str]:
+    """Every SNMP fixture (profile goldens and field cases)."""
+    return sorted(p.stem for p in SNMP_FIXTURES.glob("*.snmprec"))
+
+
+def modbus_fixture_names() -> list[str]:
+    """Every Modbus fixture (profile goldens and field cases)."""
+    return sorted(p.stem for p in MODBUS_FIXTURES.glob("*.yaml"))
+
+
+def case_fixture_names() -> list[str]:
+    """The field-behaviour fixtures (`<profile>--<case>`), both protocols."""
+    return [n for n in snmp_fixture_names() + modbus_fixture_names() if CASE_SEPARATOR in n]
+
+
 def snmp_fixture_path(name: str) -> Path:
     return SNMP_FIXTURES / f"{name}.snmprec"
 
@@ -51,9 +78,9 @@ def modbus_fixture_path(name: str) -> Path:
     return MODBUS_FIXTURES / f"{name}.yaml"
 
 
-def snmp_fixture(profile: SnmpProfile) -> SnmpData:
-    """The SnmpData a poll of the profile's fixture agent would return."""
-    return snmp_data_for(profile, load_snmprec(snmp_fixture_path(profile.name)))
+def snmp_fixture(profile: SnmpProfile, fixture: str | None = None) -> SnmpData:
+    """The SnmpData a poll of the fixture's agent (default: the profile's own) would return."""
+    return snmp_data_for(profile, load_snmprec(snmp_fixture_path(fixture or profile.name)))
 
 
 _FORMATS = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "int64": ">q",
@@ -125,28 +152,37 @@ def modbus_data(fixture: Mapping[str, Any]) -> ModbusData:
     return data
 
 
-def golden_of(profile: Profile) -> dict[str, Any]:
-    """The hand-worked expectation for a profile's fixture: {points: ..., errors: [...]}."""
+def golden_of(profile: Profile, fixture: str | None = None) -> dict[str, Any]:
+    """The hand-worked expectation for a fixture (default: the profile's own)."""
+    name = fixture or profile.name
     if isinstance(profile, SnmpProfile):
-        golden = json.loads(snmp_golden_path(profile.name).read_text(encoding="utf-8"))
+        golden = json.loads(snmp_golden_path(name).read_text(encoding="utf-8"))
     else:
-        golden = modbus_fixture(profile.name)["golden"]
-    return {"points": golden.get("points") or {}, "errors": golden.get("errors") or []}
+        golden = modbus_fixture(name)["golden"]
+    errors = golden.get("errors")
+    return {"points": golden.get("points") or {}, "errors": [] if errors is None else errors}
 
 
-def decode_fixture(profile: Profile) -> Decoded:
-    """Decode a profile's fixture offline (no rack cap)."""
+def decode_fixture(profile: Profile, fixture: str | None = None) -> Decoded:
+    """Decode a fixture (default: the profile's own) offline (no rack cap)."""
     if isinstance(profile, SnmpProfile):
-        return decode_snmp(profile, snmp_fixture(profile))
-    return decode_modbus(profile, modbus_data(modbus_fixture(profile.name)))
+        return decode_snmp(profile, snmp_fixture(profile, fixture))
+    return decode_modbus(profile, modbus_data(modbus_fixture(fixture or profile.name)))
 
 
-def assert_golden(values: Mapping[str, Any], errors: Mapping[str, str] | list[str],
+def assert_golden(values: Mapping[str, Any], errors: Mapping[str, PointError],
                   golden: Mapping[str, Any], label: str) -> None:
-    """Decoded points equal the golden ones (tight relative tolerance), errors exactly."""
+    """Decoded points equal the golden ones (tight relative tolerance), errors exactly.
+
+    Every error has a non-empty message; a golden giving reasons fixes them too.
+    """
     expected = golden["points"]
-    assert sorted(errors) == sorted(golden["errors"]), (
-        f"{label}: errors differ: {dict(errors) if isinstance(errors, Mapping) else errors}")
+    shown = {k: str(v) for k, v in errors.items()}
+    assert sorted(errors) == sorted(golden["errors"]), f"{label}: errors differ: {shown}"
+    assert all(e.message for e in errors.values()), f"{label}: an empty message: {shown}"
+    if isinstance(golden["errors"], Mapping):
+        reasons = {k: str(e.reason) for k, e in errors.items()}
+        assert reasons == dict(golden["errors"]), f"{label}: reasons differ: {shown}"
     assert sorted(values) == sorted(expected), f"{label}: decoded points differ"
     for name, want in expected.items():
         got = values[name]

@@ -1,9 +1,10 @@
 """Shipped device profiles: they load, bad ones are reported well, and each decodes its fixture
 into the hand-worked golden values. Plus the decoding rules of dcim.decode, one by one.
 
-Fixtures (the project's own, synthetic):
-  tests/fixtures/snmp/<profile>.snmprec + <profile>.golden.json
-  tests/fixtures/modbus/<profile>.yaml  (register words, optional exceptions, and `golden:`)
+Fixtures (the project's own, synthetic), named <profile> or <profile>--<case> (one field
+behaviour: a sentinel, negative rows, 10x units, an overflowing scale factor, ...):
+  tests/fixtures/snmp/<name>.snmprec + <name>.golden.json
+  tests/fixtures/modbus/<name>.yaml  (register words, optional exceptions, and `golden:`)
 A golden is {"points": {name: number or {row: number}}, "errors": [names]}: `errors` lists every
 point the decode reports in its errors, i.e. unavailable points and points whose dropped rows are
 named (such a point is in both). Goldens are worked out by hand from the MIB / register units.
@@ -18,16 +19,18 @@ from typing import Any
 
 import pytest
 from support.profiles import (
-    MODBUS_FIXTURES,
-    SNMP_FIXTURES,
     assert_golden,
+    case_fixture_names,
     decode_fixture,
     encode,
     golden_of,
     modbus_fixture,
+    modbus_fixture_names,
     modbus_fixture_path,
+    profile_of,
     shipped_profile_files,
     shipped_registry,
+    snmp_fixture_names,
     snmp_fixture_path,
     snmp_golden_path,
 )
@@ -152,7 +155,19 @@ def test_profile_decodes_its_fixture_to_golden(name: str) -> None:
     assert_golden(decoded.values, decoded.errors, golden, name)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in SNMP_FIXTURES.glob("*.snmprec")))
+@pytest.mark.parametrize("name", case_fixture_names())
+def test_field_case_fixture_decodes_to_golden(name: str) -> None:
+    """One field behaviour: the affected points unavailable with the right reason, the rest read."""
+    profile = shipped_registry()[profile_of(name)]
+    golden = golden_of(profile, name)
+    assert isinstance(golden["errors"], dict), f"{name}: a field case golden gives each reason"
+    assert golden["points"], f"{name}: the rest of the device's points must still read"
+    assert set(golden["points"]) | set(golden["errors"]) == set(profile.points), name
+    decoded = decode_fixture(profile, name)
+    assert_golden(decoded.values, decoded.errors, golden, name)
+
+
+@pytest.mark.parametrize("name", snmp_fixture_names())
 def test_snmprec_fixture_is_well_formed(name: str) -> None:
     path = snmp_fixture_path(name)
     oids = record_oids(path)
@@ -162,16 +177,17 @@ def test_snmprec_fixture_is_well_formed(name: str) -> None:
     assert "1.3.6.1.2.1.1.1.0" in records, f"{path}: no sysDescr"
     sys_object_id = records.get("1.3.6.1.2.1.1.2.0")
     assert isinstance(sys_object_id, str), f"{path}: no sysObjectID"
-    profile = shipped_registry()[name] if name in shipped_profile_files() else None
-    assert isinstance(profile, SnmpProfile), f"{path}: no shipped SNMP profile named {name}"
+    stem = profile_of(name)
+    profile = shipped_registry()[stem] if stem in shipped_profile_files() else None
+    assert isinstance(profile, SnmpProfile), f"{path}: no shipped SNMP profile named {stem}"
     if profile.sys_object_id:
         assert any(sys_object_id == p or sys_object_id.startswith(p + ".")
                    for p in profile.sys_object_id), sys_object_id
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in MODBUS_FIXTURES.glob("*.yaml")))
+@pytest.mark.parametrize("name", modbus_fixture_names())
 def test_modbus_fixture_belongs_to_a_profile(name: str) -> None:
-    assert isinstance(shipped_registry()[name], ModbusProfile)
+    assert isinstance(shipped_registry()[profile_of(name)], ModbusProfile)
     assert set(modbus_fixture(name)) <= {"holding", "input", "exceptions", "golden"}
 
 
