@@ -14,9 +14,12 @@ if TYPE_CHECKING:
     from dcim.readings import PollResult
     from dcim.site import Site
 
+# rich_markup_mode=None: typer's rich help shows every flag, --help included, as `<bool>`,
+# as if it took a value; the plain (click) layout shows flags as flags.
 app = typer.Typer(
     help="Monitoring daemon for AI/HPC data halls: PDUs, UPSes, meters, chillers, CDUs.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 # Nagios plugin exit codes, so `dcim pue` drops into existing checks.
@@ -24,6 +27,27 @@ OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 CONFIG_ERROR = 2
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Site config (YAML).")]
+
+
+def _print_version(wanted: bool) -> None:
+    if not wanted:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        typer.echo(f"dcim {version('dcim')}")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        typer.echo("dcim (version unknown: not installed)")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", is_eager=True,
+        callback=_print_version)] = False,
+) -> None:
+    pass
 
 
 def _fail_config(errors: list[str]) -> NoReturn:
@@ -248,13 +272,13 @@ def _print_poll(result: PollResult, profile: str, host: str, port: int) -> None:
     from dcim.points import POINTS
 
     for name in sorted({*result.values, *result.errors}):
-        unit = POINTS[name].unit if name in POINTS else ""
+        spec = POINTS[name]  # profiles name canonical points only
         raw = result.raw.get(name)
         if name in result.values:
             value = result.values[name]
-            shown = (", ".join(f"{k}: {v:g}" for k, v in value.items())
-                     if isinstance(value, dict) else f"{value:g}")
-            typer.echo(f"  {name:<20} {shown} {unit}   (raw {raw})")
+            shown = (spec.show(value) if isinstance(value, float | int)
+                     else ", ".join(f"{k}: {spec.show(v)}" for k, v in value.items()))
+            typer.echo(f"  {name:<20} {shown}   (raw {raw})")
         else:
             typer.echo(f"  {name:<20} -   {result.errors[name]}   (raw {raw})")
 
@@ -269,8 +293,8 @@ def simulate(
     workers: Annotated[int, typer.Option(help="Processes serving the devices.")] = 1,
     base_port: Annotated[int | None, typer.Option(help="First device port (default: any).")] =
         None,
-    frozen: Annotated[bool, typer.Option(help="Hold the world at its start time (tests).")] =
-        False,
+    frozen: Annotated[bool, typer.Option(
+        "--frozen", help="Hold the world at its start time (tests).")] = False,
 ) -> None:
     """Serve a simulated site over SNMP and Modbus on loopback and write its config."""
     from dcim.sim.command import SimulateOptions, run
@@ -293,6 +317,49 @@ def demo(
     from dcim.demo import run_demo
 
     raise typer.Exit(run_demo(duration=duration, once=once, seed=seed, interval=interval))
+
+
+assets_app = typer.Typer(
+    help="The alert rules, dashboards and service units installed with dcim.",
+    no_args_is_help=True, rich_markup_mode=None,
+)
+app.add_typer(assets_app, name="assets")
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
+@assets_app.command("export")
+def assets_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write them (created if missing).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that differ.")] =
+        False,
+) -> None:
+    """Write alerts/, dashboards/ and deploy/ (systemd, Kubernetes) into DIRECTORY."""
+    from dcim.assets import export_assets
+
+    try:
+        result = export_assets(directory, force)
+    except OSError as exc:
+        typer.echo(f"dcim assets export: {exc.filename or directory}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    if result.refused:
+        typer.echo(f"dcim assets export: {_files(len(result.differing))} in {directory} "
+                   "differ from dcim's; nothing written (--force overwrites them):", err=True)
+        for rel in result.differing:
+            typer.echo(f"  {rel}", err=True)
+        raise typer.Exit(1)
+    for rel in result.written:
+        typer.echo(f"wrote {directory / rel}")
+    if result.unchanged:
+        typer.echo(f"{_files(len(result.unchanged))} already there and the same")
+    typer.echo("where they go (each file's header says more):\n"
+               "  alerts/rules/*.yml        Prometheus rule_files; check: promtool test rules "
+               "alerts/tests/*.yml\n"
+               "  alerts/alertmanager*      Alertmanager config example and templates\n"
+               "  dashboards/               Grafana: provisioning/ and the dashboard JSON\n"
+               "  deploy/dcim.service       /etc/systemd/system/ (deploy/kubernetes: manifests)")
 
 
 def main() -> None:

@@ -1,17 +1,20 @@
 """`dcim demo`: the simulated hall-18mw served on loopback, the daemon polling it, a live view.
 
 The view renders the daemon's latest `Snapshot` (plus the simulator's truth beside it): PUE
-against target, power, the racks nearest their cap, CDUs and active problems.
+against target, power, the racks nearest their cap, CDUs and active problems. It quits on
+`q` (when stdin is a terminal), Ctrl-C or SIGTERM, and every output mode says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import statistics
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,22 +30,36 @@ from dcim.compute import Snapshot
 from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 
 TOP_RACKS = 12
+QUIT_KEYS = "q or Ctrl-C to quit"
+QUIT_SIGNAL = "Ctrl-C to quit"  # stdin is not a terminal: no key to read
 
 
 @dataclass(frozen=True)
 class DemoInfo:
-    """Where things are, shown under the view."""
+    """Where things are and how the polls went, shown with the view."""
 
     control_url: str
     config: str
-    poll_seconds: float | None = None
+    median_poll_s: float | None = None
+    slowest_poll_s: float | None = None
     truth: Mapping[str, Any] | None = None
+    quit_hint: str | None = QUIT_SIGNAL  # None: the demo ends by itself (--once)
 
 
 def _kw(watts: float | None) -> str:
     if watts is None:
         return "n/a"
     return f"{watts / 1e6:,.2f} MW" if watts >= 1e6 else f"{watts / 1e3:,.1f} kW"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms"
+
+
+def _polls(info: DemoInfo) -> str:
+    if info.median_poll_s is None or info.slowest_poll_s is None:
+        return ""
+    return f"polls: median {_ms(info.median_poll_s)}, slowest {_ms(info.slowest_poll_s)}"
 
 
 def _temp(value: float | None) -> str:
@@ -95,8 +112,9 @@ def _header(snapshot: Snapshot, info: DemoInfo) -> Panel:
         text.append(f"\ncooling {_kw(oh.cooling_w)}   UPS losses {_kw(oh.ups_loss_w)}   "
                     f"other {_kw(oh.other_w)}")
     when = datetime.fromtimestamp(snapshot.time).strftime("%H:%M:%S")
-    took = f" in {info.poll_seconds:.1f} s" if info.poll_seconds is not None else ""
-    return Panel(text, title=f"dcim demo: {snapshot.site}", subtitle=f"polled {when}{took}")
+    polls = _polls(info)
+    return Panel(text, title=f"dcim demo: {snapshot.site}",
+                 subtitle=f"computed {when}" + (f", {polls}" if polls else ""))
 
 
 def _racks(snapshot: Snapshot) -> Table:
@@ -134,8 +152,9 @@ def _cdus(snapshot: Snapshot) -> Table:
 
 def render(snapshot: Snapshot | None, info: DemoInfo) -> RenderableType:
     """The whole live view for one snapshot (a waiting screen before the first one)."""
-    footer = Text(f"control API {info.control_url}   config {info.config}   Ctrl-C to quit",
-                  "dim")
+    footer = Text(f"control API {info.control_url}   config {info.config}", "dim")
+    if info.quit_hint:
+        footer.append(f"   {info.quit_hint}", "bold")
     if snapshot is None:
         return Group(Panel("polling the simulated hall ...", title="dcim demo"), footer)
     found = problems(snapshot)
@@ -153,7 +172,10 @@ def plain(snapshot: Snapshot, info: DemoInfo) -> str:
              + (f", simulator truth {info.truth['pue']:.3f}" if info.truth and
                 info.truth.get("pue") else ""),
              f"facility {_kw(pue.facility_w)}, IT {_kw(pue.it_w)}, coverage {pue.coverage:.0%}, "
-             f"status {pue.status}", "racks nearest their cap:"]
+             f"status {pue.status}"]
+    if polls := _polls(info):
+        lines.append(polls)
+    lines.append("racks nearest their cap:")
     racks = sorted(snapshot.racks.values(), key=lambda r: r.utilization or 0.0, reverse=True)
     for r in racks[:TOP_RACKS]:
         util = r.utilization or 0.0
@@ -166,8 +188,47 @@ def plain(snapshot: Snapshot, info: DemoInfo) -> str:
     found = problems(snapshot)
     lines.append(f"problems ({len(found)}):")
     lines += [f"  {p}" for p in found] or ["  none"]
-    lines.append(f"control API {info.control_url}, config {info.config}")
+    lines.append(f"control API {info.control_url}, config {info.config}"
+                 + (f"; {info.quit_hint}" if info.quit_hint else ""))
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def quit_key(loop: asyncio.AbstractEventLoop, stdin: TextIO,
+             on_quit: Callable[[], None]) -> Iterator[str]:
+    """Call on_quit when q is pressed; yields the hint that says how to quit.
+
+    A terminal stdin is put in cbreak mode (keys arrive unbuffered, unechoed; Ctrl-C still
+    sends SIGINT) and restored on exit; any other stdin is left alone.
+    """
+    try:
+        fd = stdin.fileno()
+        interactive = os.isatty(fd)
+    except (AttributeError, OSError, ValueError):  # no real file behind stdin
+        interactive = False
+    if not interactive:
+        yield QUIT_SIGNAL
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+
+    def on_key() -> None:
+        keys = os.read(fd, 64)
+        if not keys:  # the terminal hung up
+            loop.remove_reader(fd)
+            on_quit()
+        elif b"q" in keys.lower():
+            on_quit()
+
+    loop.add_reader(fd, on_key)
+    try:
+        yield QUIT_KEYS
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 DEMO_PRESET = "hall-18mw"
@@ -212,12 +273,17 @@ async def _demo(sim: Any, config: Path, workdir: Path, duration: float | None, o
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, daemon.stop)
     truth: dict[str, Any] | None = None
+    restore = contextlib.ExitStack()  # the terminal, when `q` is read from it
+    hint = restore.enter_context(quit_key(loop, sys.stdin, daemon.stop))
 
     def info() -> DemoInfo:
         snap = daemon.published.snapshot if daemon.published else None
         durations = [d.poll_duration for d in snap.devices.values()
                      if d.poll_duration is not None] if snap else []
-        return DemoInfo(sim.control_url, str(config), max(durations) if durations else None, truth)
+        return DemoInfo(sim.control_url, str(config),
+                        statistics.median(durations) if durations else None,
+                        max(durations) if durations else None, truth,
+                        None if once else hint)
 
     async def refresh_truth() -> None:
         nonlocal truth
@@ -234,8 +300,8 @@ async def _demo(sim: Any, config: Path, workdir: Path, duration: float | None, o
                 return int(task.result())
             await asyncio.sleep(0.05)
         print(f"simulated {DEMO_PRESET} hall: control API {sim.control_url} (GET /truth), "
-              f"config {config}, dcim metrics http://127.0.0.1:{daemon.exporter.port}/metrics",
-              file=out, flush=True)
+              f"config {config}, dcim metrics http://127.0.0.1:{daemon.exporter.port}/metrics"
+              + ("" if once else f"; {hint}"), file=out, flush=True)
         deadline = None if duration is None else time.monotonic() + duration
         started = time.monotonic()
         while not complete() and time.monotonic() - started < 30 and not task.done():
@@ -257,6 +323,7 @@ async def _demo(sim: Any, config: Path, workdir: Path, duration: float | None, o
                 await asyncio.wait({task}, timeout=1.0)
         return 0 if not task.done() else int(task.result())
     finally:
+        restore.close()
         daemon.stop()
         await asyncio.wait({task}, timeout=10)
         await cancel_and_wait([task], CANCEL_WAIT_S)

@@ -39,10 +39,22 @@ class PointSpec:
     row_label: str = "row"
     # A narrower range for some device kinds (a PDU's voltage vs a medium-voltage meter's).
     by_kind: Mapping[Kind, tuple[float, float]] = field(default_factory=dict)
+    # A state point: the names of its values 0, 1, ... (shown to people instead of numbers)
+    states: tuple[str, ...] = ()
+    # A fraction of a whole, shown to people as a percentage
+    percent: bool = False
 
     def range_for(self, kind: Kind | None) -> tuple[float, float]:
         """(low, high) for a device of this kind."""
         return self.by_kind.get(kind, (self.low, self.high)) if kind else (self.low, self.high)
+
+    def show(self, value: float) -> str:
+        """A scaled value as people read it: a state by its name, a ratio as a percentage."""
+        if self.states and float(value).is_integer() and 0 <= value < len(self.states):
+            return self.states[int(value)]
+        if self.percent:
+            return f"{value * 100:g} %"
+        return f"{value:g}" if self.unit == "1" else f"{value:g} {self.unit}"
 
 
 def _p(
@@ -57,9 +69,11 @@ def _p(
     rack_power: bool = False,
     row_label: str = "row",
     by_kind: Mapping[Kind, tuple[float, float]] | None = None,
+    states: tuple[str, ...] = (),
+    percent: bool = False,
 ) -> PointSpec:
     return PointSpec(name, unit, frozenset(Kind(k) for k in kinds.split()), help, low, high,
-                     counter, rack_power, row_label, dict(by_kind or {}))
+                     counter, rack_power, row_label, dict(by_kind or {}), states, percent)
 
 
 POINTS: dict[str, PointSpec] = {
@@ -82,28 +96,32 @@ POINTS: dict[str, PointSpec] = {
         _p("outlet_current_a", "A", "pdu", "RMS current per outlet", 0, 200,
            row_label="outlet"),
         _p("load_state", "1", "pdu", "Load state (0 normal, 1 low, 2 near overload, 3 overload)",
-           0, 3),
+           0, 3, states=("normal", "low", "near overload", "overload")),
         # The largest UPS systems are a few MW; 0xFFFF-style sentinels land far above.
         _p("input_power_w", "W", "ups", "Input active power", 0, 10_000_000),
         _p("output_power_w", "W", "ups", "Output active power", 0, 10_000_000),
         # A UPS carries at most ~150 % of its rating, and only for seconds.
-        _p("load_ratio", "1", "ups", "Output load as a fraction of rated capacity", 0, 3),
-        _p("on_battery", "1", "ups", "1 when the output is carried by the battery", 0, 1),
+        _p("load_ratio", "1", "ups", "Output load as a fraction of rated capacity", 0, 3,
+           percent=True),
+        _p("on_battery", "1", "ups", "1 when the output is carried by the battery", 0, 1,
+           states=("not on battery", "on battery")),
         # A week: long-runtime strings at light load report a day or so; 65535 min is 45 days.
         _p("battery_runtime_s", "s", "ups", "Estimated battery runtime", 0, 7 * 86_400),
         _p("battery_charge_ratio", "1", "ups",
-           "Estimated battery charge as a fraction of full charge", 0, 1),
+           "Estimated battery charge as a fraction of full charge", 0, 1, percent=True),
         _p("battery_low", "1", "ups",
-           "1 when the UPS reports its battery low or depleted", 0, 1),
+           "1 when the UPS reports its battery low or depleted", 0, 1,
+           states=("battery ok", "battery low")),
         _p("supply_temp_c", "Cel", "cdu", "Secondary (facility-to-rack) supply temperature",
            -20, 120),
         _p("return_temp_c", "Cel", "cdu", "Secondary return temperature", -20, 120),
         _p("flow_lpm", "L/min", "cdu", "Secondary coolant flow", 0, 100_000),
         _p("pump_power_w", "W", "cdu", "Pump electrical power", 0, 1_000_000),
         _p("diff_pressure_kpa", "kPa", "cdu", "Secondary differential pressure", -1_000, 10_000),
-        _p("leak", "1", "cdu", "1 when a leak is detected", 0, 1),
+        _p("leak", "1", "cdu", "1 when a leak is detected", 0, 1, states=("no leak", "leak")),
         _p("heat_w", "W", "cdu", "Heat removed as reported by the device", 0, 1e8),
-        _p("fault", "1", "cdu chiller", "1 when the unit reports a fault", 0, 1),
+        _p("fault", "1", "cdu chiller", "1 when the unit reports a fault", 0, 1,
+           states=("no fault", "fault")),
         _p("cooling_w", "W", "chiller", "Thermal cooling delivered", 0, 1e8),
         _p("chw_supply_temp_c", "Cel", "chiller", "Chilled water supply temperature", -20, 60),
         _p("chw_return_temp_c", "Cel", "chiller", "Chilled water return temperature", -20, 60),

@@ -334,6 +334,20 @@ def test_poll_cli_json(tiny: SimulatorProcess) -> None:
     assert len(out["points"]["current_a"]) == 4  # three phases and the neutral
 
 
+def test_poll_cli_shows_states_and_ratios_plainly(tiny: SimulatorProcess) -> None:
+    shown = dcim("poll", "--config", str(tiny.config), "ups-1")
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line for line in shown.stdout.splitlines()[1:]}
+    assert " not on battery " in lines["on_battery"]
+    assert " battery ok " in lines["battery_low"]
+    assert " 100 % " in lines["battery_charge_ratio"]  # the simulator's battery is full
+    as_json = json.loads(dcim("poll", "--config", str(tiny.config), "ups-1", "--json").stdout)
+    assert as_json["points"]["on_battery"] == 0.0  # --json stays numeric
+    assert as_json["points"]["battery_charge_ratio"] == 1.0
+    load = as_json["points"]["load_ratio"]
+    assert f" {load * 100:g} % " in lines["load_ratio"]
+
+
 def test_pue_cli_matches_truth(tiny: SimulatorProcess) -> None:
     result = dcim("pue", "--config", str(tiny.config), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
