@@ -253,10 +253,13 @@ class MqttExporter(_Strict):
     key_file: Path | None = None
     tls_insecure: bool = False
     dsx: bool = False
-    # First tagPath segment of DSX topics (default: the site name).
+    # First tagPath segments of DSX topics (default: the site name): levels of id characters,
+    # so no wildcards, spaces (a NATS bus refuses them) or empty segments.
     dsx_tag_prefix: Topic | None = None
     # Re-send unchanged DSX values and metadata this often (the bus convention is 100 s).
     dsx_republish: Duration = 100.0
+    # QoS of DSX value messages: the bus default is 0 (metadata always goes at QoS 1).
+    dsx_qos: Literal[0, 1] = 0
     plain: bool = True
     keepalive: Duration = 30.0
     # Events waiting for the broker; beyond this the oldest are dropped and counted.

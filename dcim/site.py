@@ -28,6 +28,7 @@ from dcim.profile import Profile, ProfileRegistry
 DEFAULT_PORTS = {"snmp": 161, "modbus": 502}
 # Device kinds whose power counts towards the rack they are attached to.
 RACK_POWER_KINDS = {Kind.PDU, Kind.METER}
+SERVING_KINDS = {Kind.CDU, Kind.METER, Kind.UPS}
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
 
     devices: dict[str, DeviceSpec] = {}
     seen: dict[str, int] = {}
+    serving: list[tuple[str, str]] = []  # (where, target) once every device id is known
     feeds: dict[str, dict[str, list[str]]] = {r.id: {} for r in config.racks}
     polling = config.polling
     for i, dev in enumerate(config.devices):
@@ -242,11 +244,17 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
                 feeds[dev.rack].setdefault(dev.feed or "A", []).append(dev.id)
         elif dev.feed is not None:
             errors.append(f"{where}.feed: a feed needs a rack")
-        if dev.serves and profile.kind != Kind.CDU:
-            errors.append(f"{where}.serves: only a cdu serves racks (this is a {profile.kind})")
-        for j, rack_id in enumerate(dev.serves):
-            if rack_id not in feeds:
-                errors.append(f"{where}.serves[{j}]: unknown rack '{rack_id}'")
+        if dev.serves and profile.kind not in SERVING_KINDS:
+            errors.append(f"{where}.serves: a {profile.kind} serves nothing (a cdu serves racks; "
+                          "a meter or ups serves racks or devices)")
+        for j, target in enumerate(dev.serves):
+            if target in feeds:
+                continue
+            if profile.kind == Kind.CDU:
+                errors.append(f"{where}.serves[{j}]: unknown rack '{target}'")
+            elif profile.kind in SERVING_KINDS:
+                # A meter's or UPS's serves (the DSX power path) may also name a device.
+                serving.append((f"{where}.serves[{j}]", target))
         interval = dev.interval or polling.interval
         timeout = dev.timeout or polling.timeout
         if timeout >= interval:
@@ -263,6 +271,8 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
             coolant=coolant, auth=auth, rack_cap_w=_rack_cap_w(config, dev.rack, profile.kind),
         )
 
+    errors += [f"{where}: unknown rack or device '{target}'" for where, target in serving
+               if target not in seen]
     racks = {
         r.id: RackSpec(
             id=r.id, cap_w=(r.cap_kw or max_kw) * 1000, feed_w=(r.feed_kw or r.cap_kw or max_kw) * 1000,

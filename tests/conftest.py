@@ -25,6 +25,7 @@ from support.servers import (
     AlertmanagerServer,
     ManagedServer,
     MosquittoServer,
+    NatsMqttServer,
     PrometheusServer,
     SnmpdServer,
     SnmpsimServer,
@@ -158,6 +159,12 @@ def mosquitto(mosquitto_factory: Callable[..., MosquittoServer]) -> MosquittoSer
 def mosquitto_session(session_server_registry: ServerRegistry) -> MosquittoServer:
     """A broker shared by the session: use unique topics, never stop it."""
     return session_server_registry.add(MosquittoServer(session_server_registry.workdir("mosquitto")))
+
+
+@pytest.fixture
+def nats_mqtt(server_registry: ServerRegistry) -> NatsMqttServer:
+    """A nats-server of this test's own with JetStream and an MQTT 3.1.1 listener (its .port)."""
+    return server_registry.add(NatsMqttServer(server_registry.workdir("nats")), True)
 
 
 # --- Prometheus / Alertmanager ----------------------------------------------------------------

@@ -1,9 +1,9 @@
 """MQTT sink (aiomqtt): dcim's plain layout and/or the DSX BMS event bus layout.
 
-publish() never blocks: retained state is coalesced per topic (only the latest value of a topic
-is worth sending, so that queue is bounded by the number of topics), events go to a bounded
-queue whose oldest entries are dropped and counted when the broker is away for long. A
-background task keeps one connection (TLS, username/password, a fixed client id and a
+publish() never blocks: state (retained topics and DSX values) is coalesced per topic (only the
+latest value of a topic is worth sending, so that queue is bounded by the number of topics);
+events go to a bounded queue whose oldest entries are dropped and counted when the broker is
+away for long. A background task keeps one connection (TLS, username/password, a fixed client id and a
 persistent session), reconnects with backoff and sends events first; an event leaves the queue
 only once the broker acknowledged it (QoS 1 PUBACK), so a broker restart loses none.
 """
@@ -56,8 +56,10 @@ def make_client(config: MqttExporter, client_id: str) -> aiomqtt.Client:
             keyfile=str(config.key_file) if config.key_file else None,
             cert_reqs=ssl.CERT_NONE if config.tls_insecure else ssl.CERT_REQUIRED,
         )
+    # MQTT 3.1.1 only: the DSX bus (NATS) refuses MQTT 5, and nothing here needs it.
     return aiomqtt.Client(
-        config.host, config.port, identifier=client_id, username=config.username,
+        config.host, config.port, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V311,
+        username=config.username,
         password=config.secret_password(), keepalive=int(config.keepalive),
         clean_session=not config.persistent_session, tls_params=tls_params,
         tls_insecure=config.tls_insecure if config.tls else None, timeout=PUBLISH_TIMEOUT_S,
@@ -156,15 +158,19 @@ class MqttSink:
         if meta_due:
             self._meta_sent = now
         for point in dsx_points(published, self.config.dsx_tag_prefix):
+            # The bus rules: metadata retained (a late subscriber needs it first) and resent every
+            # 100 s; values not retained, at the configured QoS (default 0), sent on change and
+            # every 100 s when unchanged.
             if meta_due or point.metadata_topic not in self._state:
-                self._set_state(Message(point.metadata_topic, dict(point.metadata), True, 1))
+                self._set_state(Message(point.metadata_topic, dict(point.metadata), retain=True,
+                                        qos=1))
             payload = point.value_payload()
             last = self._dsx_last.get(point.value_topic)
-            # The bus convention: publish on change, and every 100 s when unchanged.
             if last is None or (last[0], last[1]) != (payload["value"], payload["quality"]) \
                     or now - last[2] >= republish:
                 self._dsx_last[point.value_topic] = (payload["value"], payload["quality"], now)
-                self._set_state(Message(point.value_topic, payload, True, 1))
+                self._set_state(Message(point.value_topic, payload, retain=False,
+                                        qos=self.config.dsx_qos))
 
     # -- connection ------------------------------------------------------------------------
 
@@ -192,9 +198,11 @@ class MqttSink:
         self._logged -= {"connect", "auth"}
         self.connected = True
         self.auth_failed = False
-        # The broker may have lost retained state (or never had it): send it all again.
-        for topic in self._state:
-            self._dirty[topic] = None
+        # The broker may have lost retained state (or never had it): send it all again. A
+        # message that is not retained (a DSX value) is only sent again if it never went out.
+        for topic, message in self._state.items():
+            if message.retain:
+                self._dirty[topic] = None
 
     def _on_connect_error(self, exc: aiomqtt.MqttError) -> None:
         if auth_refused(exc):

@@ -1,14 +1,17 @@
-"""The MQTT sink against a real Mosquitto (Debian `mosquitto`, persistence on).
+"""The MQTT sink against a real Mosquitto (Debian `mosquitto`, persistence on) and, for the DSX
+layout, against nats-server's MQTT listener too (the DSX bus is NATS).
 
-Payloads on the DSX topics are validated against tests/dsx_bms_schema.json; plain state is
-retained; a broker restart loses no QoS 1 event (the subscriber and dcim both use persistent
-sessions); a broker that refuses dcim's credentials is reported, and publishing still returns
-at once.
+DSX messages are validated, as the broker delivers them, against our strict JSON Schema
+(tests/fixtures/dsx_bms_schema.json): values at QoS 0 and never retained, metadata retained
+(a late subscriber gets all of it and no value); plain state is retained; a broker restart
+loses no QoS 1 event (the subscriber and dcim both use persistent sessions); a broker that
+refuses dcim's credentials is reported, and publishing still returns at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,14 +20,19 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from support.dsx import validate_message
-from support.servers import MosquittoServer
-from support.sink_site import World
+from support.dsx import BusMessage, capture_errors
+from support.servers import MosquittoServer, NatsMqttServer
+from support.sink_site import SITE_CONFIG, World, make_site
 
 from dcim.config import MqttExporter
 from dcim.sinks.mqtt import MqttSink
 
 T0 = 1_760_000_000.0
+# The test site plus a UPS between the mains and the racks (its PowerMeters and UPS points).
+POWER_PATH = {"devices": [
+    *[{**d, "serves": ["ups-1"]} if d["id"] == "main-1" else d for d in SITE_CONFIG["devices"]],
+    {"id": "ups-1", "profile": "ups-mib", "host": "h", "serves": ["r01", "r02"]},
+]}
 
 
 def _sink(broker: MosquittoServer, **kw: Any) -> MqttSink:
@@ -44,9 +52,16 @@ async def _until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
 
 async def _collect(broker: MosquittoServer, topic: str, seconds: float, *,
                    client_id: str | None = None, clean: bool = True) -> list[aiomqtt.Message]:
+    return await _collect_from(broker.host, broker.port, topic, seconds, client_id=client_id,
+                               clean=clean)
+
+
+async def _collect_from(host: str, port: int, topic: str, seconds: float, *,
+                        client_id: str | None = None, clean: bool = True) -> list[aiomqtt.Message]:
+    """Everything a subscriber receives on topic within seconds of subscribing."""
     out: list[aiomqtt.Message] = []
-    async with aiomqtt.Client(broker.host, broker.port, identifier=client_id,
-                              clean_session=clean) as client:
+    async with aiomqtt.Client(host, port, identifier=client_id, clean_session=clean,
+                              protocol=aiomqtt.ProtocolVersion.V311) as client:
         await client.subscribe(topic, qos=1)
 
         async def read() -> None:
@@ -63,28 +78,82 @@ def _json(message: aiomqtt.Message) -> Any:
     return json.loads(message.payload)
 
 
-async def test_dsx_and_plain_messages_on_the_broker(mosquitto: MosquittoServer) -> None:
-    sink = _sink(mosquitto, dsx=True)
+class _Subscriber:
+    """A subscriber that stays connected while dcim publishes (asyncio task)."""
+
+    def __init__(self, host: str, port: int, topic: str):
+        self.host, self.port, self.topic = host, port, topic
+        self.messages: list[aiomqtt.Message] = []
+        self.subscribed = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with aiomqtt.Client(self.host, self.port,
+                                  protocol=aiomqtt.ProtocolVersion.V311) as client:
+            await client.subscribe(self.topic, qos=1)
+            self.subscribed.set()
+            async for message in client.messages:
+                self.messages.append(message)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+def _bus(message: aiomqtt.Message) -> BusMessage:
+    return BusMessage(str(message.topic), _json(message), bool(message.retain), int(message.qos))
+
+
+async def _dsx_on(host: str, port: int, qos: int) -> tuple[MqttSink, list[aiomqtt.Message],
+                                                           list[aiomqtt.Message]]:
+    """Publish one snapshot in both layouts; (sink, what a subscriber that was there all along
+    received, what one that came afterwards received: the broker's retained messages)."""
+    live = _Subscriber(host, port, "BMS/#")
+    await asyncio.wait_for(live.subscribed.wait(), 15)
+    config = MqttExporter.model_validate({"host": host, "port": port, "topic_prefix": "dcim/hall-1",
+                                          "client_id": "dcim-test", "dsx": True, "dsx_qos": qos})
+    world = World(make_site(POWER_PATH))
+    sink = MqttSink(config, world.site)
     await sink.start()
-    world = World()
     world.poll_all(T0, rack_kw=70.0)
+    world.poll("ups-1", T0, {"input_power_w": 150_000.0, "output_power_w": 140_000.0,
+                             "on_battery": 0.0, "battery_charge_ratio": 1.0,
+                             "current_a": {"1": 200.0, "2": 201.0, "3": 202.0}})
     sink.publish(world.published(T0 + 0.5))
     await _until(lambda: sink.connected and not sink._dirty)
-    # A late subscriber gets every retained topic: metadata, values and plain state.
-    got = await _collect(mosquitto, "#", 2.0)
+    await _until(lambda: len(live.messages) >= sink.published["dsx"])
+    await live.stop()
+    late = await _collect_from(host, port, "#", 2.0)
     await sink.stop(2.0)
-    by_topic = {str(m.topic): m for m in got}
-    dsx = {t: m for t, m in by_topic.items() if t.startswith("BMS/")}
-    assert len(dsx) > 20
-    for topic, message in dsx.items():
-        assert message.retain
-        assert validate_message(topic, _json(message)) == [], topic
-    power = _json(by_topic["BMS/v1/PUB/Value/Rack/RackPower/hall-1/r01"])
-    assert power == {"value": 70.0, "timestamp": round((T0 + 0.5) * 1000), "quality": 1}
-    rack = _json(by_topic["dcim/hall-1/racks/r01"])
+    return sink, live.messages, late
+
+
+@pytest.mark.parametrize(("broker", "qos"), [("mosquitto", 0), ("nats_mqtt", 0), ("nats_mqtt", 1)])
+async def test_dsx_messages_as_the_broker_delivers_them(
+        broker: str, qos: int, request: pytest.FixtureRequest) -> None:
+    server: MosquittoServer | NatsMqttServer = request.getfixturevalue(broker)
+    sink, live, late = await _dsx_on(server.host, server.port, qos)
+    values = [m for m in live if "/Value/" in str(m.topic)]
+    metadata = [m for m in live if "/Metadata/" in str(m.topic)]
+    assert len(values) == len(metadata) > 40 and len(live) == sink.published["dsx"]
+    assert all(m.qos == qos and not m.retain for m in values)  # never retained
+    late_dsx = [m for m in late if str(m.topic).startswith("BMS/")]
+    # A late subscriber gets every metadata message, retained, and no value at all.
+    assert {str(m.topic) for m in late_dsx} == {str(m.topic) for m in metadata}
+    assert all(m.retain for m in late_dsx)
+    assert capture_errors([*map(_bus, values), *map(_bus, late_dsx)]) == []
+    by_topic = {str(m.topic): _json(m) for m in live}
+    assert by_topic["BMS/v1/PUB/Value/Rack/RackPower/hall-1/r01/power"] == {
+        "value": 70.0, "timestamp": round((T0 + 0.5) * 1000), "quality": 1}
+    ups_out = "BMS/v1/PUB/Value/PowerMeter/ActivePower/hall-1/ups-1/output/activePower"
+    assert by_topic[ups_out]["value"] == 140.0
+    # The plain layout is retained state; its events never are.
+    plain = {str(m.topic): _json(m) for m in late if str(m.topic).startswith("dcim/")}
+    rack = plain["dcim/hall-1/racks/r01"]
     assert rack["power_w"] == 70_000.0 and rack["cap_w"] == 190_000.0
-    assert _json(by_topic["dcim/hall-1/site"])["pue"] == 1.25
-    assert not any(t.startswith("dcim/hall-1/events/") for t in by_topic)  # never retained
+    assert plain["dcim/hall-1/site"]["pue"] is not None
+    assert not any(t.startswith("dcim/hall-1/events/") for t in plain)
 
 
 async def test_events_fire_once_at_start_and_once_at_clear(mosquitto: MosquittoServer) -> None:

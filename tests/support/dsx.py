@@ -1,76 +1,89 @@
-"""Validating DSX BMS event bus messages against the project's schema (tests/fixtures/dsx_bms_schema.json)."""
+"""Checking DSX BMS event bus messages against our strict JSON Schema 2020-12.
+
+The schema (tests/fixtures/dsx_bms_schema.json) describes one message as a subscriber receives
+it: `{"topic", "retain", "qos", "payload"}`. It checks the topic template, the value envelope,
+the metadata of each objectType/pointType (no field beyond the published ones), engUnit XOR
+stateText, the units and the retain flag. What one message cannot show is checked across a
+whole capture by capture_errors(): a tagPath per point, and metadata for every value.
+"""
 
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "dsx_bms_schema.json").read_text())
-_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool,
-          "null": type(None)}
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "dsx_bms_schema.json"
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+Draft202012Validator.check_schema(SCHEMA)
+VALIDATOR = Draft202012Validator(SCHEMA)
+ROOT = "BMS/v1/PUB/"
 
 
-def _is(value: Any, kind: str) -> bool:
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, _TYPES[kind])
+@dataclass(frozen=True)
+class BusMessage:
+    """One message as the broker delivered it (or as dcim hands it to the broker)."""
+
+    topic: str
+    payload: Any
+    retain: bool
+    qos: int = 0
+
+    def document(self) -> dict[str, Any]:
+        """The instance the schema validates."""
+        return {"topic": self.topic, "retain": self.retain, "qos": self.qos, "payload": self.payload}
 
 
-def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
-    """The subset of JSON Schema our schema file uses; a list of violations."""
-    if "$ref" in schema:
-        schema = SCHEMA["definitions"][schema["$ref"].rsplit("/", 1)[1]]
-    errors = []
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not any(_is(instance, k) for k in kinds):
-            return [f"{path}: {instance!r} is not {kinds}"]
-    if "enum" in schema and instance not in schema["enum"]:
-        errors.append(f"{path}: {instance!r} not in {schema['enum']}")
-    if "minLength" in schema and isinstance(instance, str) and len(instance) < schema["minLength"]:
-        errors.append(f"{path}: too short")
-    if isinstance(instance, dict):
-        for key in schema.get("required", []):
-            if key not in instance:
-                errors.append(f"{path}: missing {key}")
-        props = schema.get("properties", {})
-        for key, value in instance.items():
-            if key in props:
-                errors += validate(value, props[key], f"{path}.{key}")
-            elif schema.get("additionalProperties") is False:
-                errors.append(f"{path}: unexpected {key}")
-        forbidden = schema.get("not", {}).get("required", [])
-        if forbidden and all(k in instance for k in forbidden):
-            errors.append(f"{path}: must not have {forbidden}")
-    if isinstance(instance, list) and "items" in schema:
-        for i, item in enumerate(instance):
-            errors += validate(item, schema["items"], f"{path}[{i}]")
-    return errors
+def message_errors(message: BusMessage) -> list[str]:
+    """Why one message breaks the schema (empty when it conforms)."""
+    errors = list(VALIDATOR.iter_errors(message.document()))
+    if not errors:
+        return []
+    best = best_match(errors)
+    where = "/".join(str(p) for p in best.absolute_path) or "(message)"
+    return [f"{message.topic}: {where}: {best.message}"]
 
 
-def validate_message(topic: str, payload: dict[str, Any]) -> list[str]:
-    """Validate one DSX message by its topic."""
-    defs = SCHEMA["definitions"]
-    if topic.startswith("BMS/v1/PUB/Value/"):
-        assert re.match(SCHEMA["topics"]["value"], topic), topic
-        return validate(payload, defs["value"])
-    assert re.match(SCHEMA["topics"]["metadata"], topic), topic
-    _, _, _, _, object_type, point_type, *_ = topic.split("/")
-    errors = []
-    if payload.get("objectType") != object_type or payload.get("pointType") != point_type:
-        errors.append("objectType/pointType do not match the topic")
-    if ("engUnit" in payload) == ("stateText" in payload):
-        errors.append("exactly one of engUnit and stateText")
-    if object_type == "Rack":
-        errors += validate(payload, defs["rackMetadata"])
-        for key, want in defs["rackUnits"].get(point_type, {}).items():
-            if payload.get(key) != want:
-                errors.append(f"{point_type}: {key} must be {want!r}")
-    else:
-        errors += validate(payload, defs["cduMetadata"])
+def _split(topic: str) -> tuple[str, str, str, str]:
+    """(kind, objectType, pointType, tagPath) of a BMS/v1/PUB topic."""
+    kind, object_type, point_type, tag_path = topic[len(ROOT):].split("/", 3)
+    return kind, object_type, point_type, tag_path
+
+
+def capture_errors(messages: Iterable[BusMessage]) -> list[str]:
+    """Every message against the schema, then the rules that span messages.
+
+    - a tagPath belongs to exactly one point (one objectType/pointType);
+    - every value has metadata on the same objectType/pointType/tagPath;
+    - every point of one PowerMeter object gives the same servesId (each metadata message is
+      read on its own, so the power path must be on all of them).
+    """
+    messages = list(messages)
+    errors = [e for m in messages for e in message_errors(m)]
+    owners: dict[str, set[tuple[str, str]]] = {}
+    metadata: dict[str, Mapping[str, Any]] = {}
+    values: set[str] = set()
+    for m in messages:
+        if not m.topic.startswith(ROOT):
+            continue
+        kind, object_type, point_type, tag_path = _split(m.topic)
+        owners.setdefault(tag_path, set()).add((object_type, point_type))
+        tail = f"{object_type}/{point_type}/{tag_path}"
+        if kind == "Metadata":
+            metadata[tail] = m.payload
+        else:
+            values.add(tail)
+    errors += [f"tagPath {t} is shared by {sorted(o)}" for t, o in owners.items() if len(o) > 1]
+    errors += [f"value {t} has no metadata" for t in sorted(values - metadata.keys())]
+    serves: dict[str, set[tuple[str, ...]]] = {}
+    for meta in metadata.values():
+        if isinstance(meta, Mapping) and meta.get("objectType") == "PowerMeter":
+            serves.setdefault(str(meta.get("objectId")), set()).add(tuple(meta.get("servesId", ())))
+    errors += [f"PowerMeter {o} has differing servesId {sorted(s)}" for o, s in serves.items()
+               if len(s) > 1]
     return errors

@@ -875,6 +875,42 @@ class MosquittoServer(ManagedServer):
         return f"mqtt://{self.host}:{self.port}"
 
 
+class NatsMqttServer(ManagedServer):
+    """nats-server (Debian `nats-server`) with JetStream and its MQTT 3.1.1 listener on self.port.
+
+    NATS keeps MQTT sessions and retained messages in JetStream, so the server refuses an
+    `mqtt` block without it. Its own NATS client port is picked by the server (-1).
+    """
+
+    name = "nats-server"
+
+    def __init__(self, workdir: Path, *, ready_timeout: float = 30.0) -> None:
+        super().__init__(workdir, ready_timeout=ready_timeout)
+        self.exe = require_binary("nats-server", "nats-server")
+        self.config_path = self.workdir / "nats.conf"
+        self.store_dir = self.workdir / "jetstream"
+
+    def prepare(self) -> None:
+        """Write nats.conf: JetStream in the work dir, MQTT on our port, loopback only."""
+        self.store_dir.mkdir(exist_ok=True)
+        self.config_path.write_text("\n".join([
+            "server_name: dcim-test",  # MQTT needs a named server
+            f"host: {HOST}",
+            "port: -1",
+            f'jetstream {{ store_dir: "{self.store_dir}" }}',
+            f"mqtt {{ host: {HOST}, port: {self.port} }}",
+        ]) + "\n")
+
+    def command(self) -> list[str]:
+        """nats-server with our config."""
+        return [self.exe, "-c", str(self.config_path)]
+
+    def is_ready(self) -> bool:
+        """The MQTT listener answers a 3.1.1 CONNECT with a CONNACK."""
+        _mqtt_connack(self.host, self.port)
+        return True
+
+
 # --- Prometheus and Alertmanager --------------------------------------------------------------
 
 
