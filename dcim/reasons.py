@@ -63,6 +63,15 @@ class ErrorKind(StrEnum):
     EXCEPTION = "exception"          # Modbus: every register read refused with an exception
     PROFILE_MISMATCH = "profile_mismatch"  # sysObjectID says it is another model
     INTERNAL = "internal"            # a bug in dcim surfaced by this poll (logged with traceback)
+    CONFIG = "config"                # credentials the SNMP stack refuses (v3 passphrase < 8)
+    # SNMPv3: the agent's usmStats report (dcim.snmp.security.UsmErrorKind, one kind each)
+    USM_UNSUPPORTED_SEC_LEVEL = "usm_unsupported_sec_level"
+    USM_NOT_IN_TIME_WINDOW = "usm_not_in_time_window"  # still refused after a re-sync
+    USM_UNKNOWN_USER_NAME = "usm_unknown_user_name"
+    USM_UNKNOWN_ENGINE_ID = "usm_unknown_engine_id"
+    USM_WRONG_DIGEST = "usm_wrong_digest"            # wrong auth key or protocol
+    USM_DECRYPTION_ERROR = "usm_decryption_error"    # wrong priv key or protocol
+    USM_OTHER_REPORT = "usm_other_report"            # unknown context, invalid message, ...
 
 
 def worst(errors: list[PointError]) -> Reason:

@@ -52,9 +52,9 @@ class Poller:
         self._verified: set[tuple[str, int]] = set()
 
     def _snmp_client(self, device: DeviceSpec) -> SnmpDriver:
-        """The fast BER path for v1/v2c, pysnmp for v3 (USM auth and privacy)."""
+        """dcim's own SNMP stack for v1, v2c and v3 SHA/AES; pysnmp for MD5 or DES users."""
         assert device.auth is not None
-        if device.auth.version < 3 and self._fast_ok:
+        if self._fast_ok and FastClient.handles(device.auth):
             if self._fast is None:
                 self._fast = FastClient(self._max_in_flight)
             return self._fast

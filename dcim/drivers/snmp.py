@@ -16,7 +16,8 @@ from dcim.decode import Missing, RawValue, SnmpData
 from dcim.profile import SnmpPoint, SnmpProfile, SnmpSource
 from dcim.reasons import ErrorKind, Reason
 from dcim.site import DeviceSpec, SnmpAuth
-from dcim.snmp.client import SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout
+from dcim.snmp.client import Credentials, SnmpClient, SnmpError, SnmpErrorStatus, SnmpTimeout
+from dcim.snmp.security import AuthProtocol, PrivProtocol, UsmError, UsmUser
 
 # Agents commonly cap a PDU at ~1472 bytes; 24 varbinds of long OIDs stay well below that.
 MAX_GET_VARBINDS = 24
@@ -282,12 +283,29 @@ class PysnmpClient(SnmpDriver):
 
 
 class FastClient(SnmpDriver):
-    """SNMPv1/v2c over dcim's own BER codec (dcim/snmp/codec.py): the fast path, one shared socket."""
+    """SNMP over dcim's own stack (dcim/snmp/): the fast path, one shared socket.
+
+    v1, v2c, and v3 with SHA/SHA-2 authentication and AES privacy (`handles`); MD5 and DES
+    users stay on PysnmpClient.
+    """
 
     def __init__(self, max_in_flight: int = 64):
         super().__init__()
         self._client = SnmpClient()
         self._slots = asyncio.Semaphore(max_in_flight)
+
+    @staticmethod
+    def handles(auth: SnmpAuth) -> bool:
+        """Whether this path speaks these credentials (v3: not MD5, not DES)."""
+        return auth.version < 3 or (
+            (auth.auth_protocol is None or auth.auth_protocol in AuthProtocol.__members__)
+            and (auth.priv_protocol is None or auth.priv_protocol in PrivProtocol.__members__)
+        )
+
+    @property
+    def client(self) -> SnmpClient:
+        """The underlying client (its `stats` count drops, retries and v3 re-syncs)."""
+        return self._client
 
     def close(self) -> None:
         """Close the socket."""
@@ -297,18 +315,25 @@ class FastClient(SnmpDriver):
                     *extra: int) -> VarBinds:
         auth = device.auth
         assert auth is not None
+        where = f"{device.host}:{device.port}"
         call = getattr(self._client, method)
         try:
+            creds: Credentials = usm_user(auth) if auth.version == 3 else auth.community
+        except ValueError as exc:  # credentials the USM refuses (short passphrase, no user)
+            raise SnmpDeviceError(ErrorKind.CONFIG, f"{where}: SNMPv3 credentials: {exc}") from None
+        try:
             async with self._slots:
-                binds = await call(device.host, device.port, auth.community, auth.version - 1,
+                binds = await call(device.host, device.port, creds, auth.version - 1,
                                    oids, *extra, timeout=device.timeout, retries=device.retries)
         except SnmpTimeout:
-            raise SnmpDeviceError(ErrorKind.TIMEOUT, f"{device.host}:{device.port}: no SNMP response "
+            raise SnmpDeviceError(ErrorKind.TIMEOUT, f"{where}: no SNMP response "
                                   f"within {device.timeout:g}s x {device.retries + 1}") from None
         except SnmpErrorStatus as exc:
             raise _StatusError(exc.name, exc.index) from None
+        except UsmError as exc:
+            raise SnmpDeviceError(ErrorKind["USM_" + exc.kind.name], f"{where}: {exc}") from None
         except (SnmpError, OSError) as exc:
-            raise SnmpDeviceError(ErrorKind.PROTOCOL, f"{device.host}:{device.port}: {exc}") from None
+            raise SnmpDeviceError(ErrorKind.PROTOCOL, f"{where}: {exc}") from None
         return [(oid, _wire_raw(value)) for oid, value in binds]
 
     async def _get(self, device: DeviceSpec, oids: Sequence[str]) -> VarBinds:
@@ -351,6 +376,18 @@ _PRIV = {
     "DES": "usmDESPrivProtocol", "AES": "usmAesCfb128Protocol",
     "AES192": "usmAesBlumenthalCfb192Protocol", "AES256": "usmAesBlumenthalCfb256Protocol",
 }
+
+
+@cache
+def usm_user(auth: SnmpAuth) -> UsmUser:
+    """The fast path's USM user for v3 credentials (ValueError if they are incomplete)."""
+    return UsmUser(
+        (auth.user or "").encode(),
+        AuthProtocol[auth.auth_protocol] if auth.auth_protocol else None,
+        (auth.auth_key or "").encode(),
+        PrivProtocol[auth.priv_protocol] if auth.priv_protocol else None,
+        (auth.priv_key or "").encode(),
+    )
 
 
 @cache

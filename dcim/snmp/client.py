@@ -1,8 +1,15 @@
-"""Fast SNMPv1/v2c over asyncio UDP: a shared-socket manager client.
+"""Fast SNMP (v1, v2c, and v3 with USM) over asyncio UDP: a shared-socket manager client.
 
 The client multiplexes every target over one UDP socket per address family and matches
-replies by request-id and source address; retries and timeouts run in loop callbacks, so an
-in-flight request costs a future and a timer, not a task. pysnmp stays the v3 path.
+replies by request-id (v3: msgID, the same number) and source address; retries and timeouts
+run in loop callbacks, so an in-flight request costs a future and a timer, not a task.
+
+SNMPv3: pass a `UsmUser` where v1/v2c take a community. The first request to an agent
+discovers its engine ID, engineBoots and engineTime (RFC 3414 section 4), shared by every
+request after it; an authenticated notInTimeWindow report re-synchronises the clock and the
+request is sent once more, as is one whose agent changed its engine ID (replaced or reset).
+Any other Report raises UsmError naming it (wrong digest, unknown user, ...). Answers that fail
+the digest, the time window or decryption are dropped and counted, never trusted.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import platform
 import random
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,14 +31,32 @@ from typing import Any, Final, TypeAlias
 from dcim.snmp.codec import (
     OID,
     V1,
+    V3,
     Message,
+    MsgFlags,
     PduType,
     RequestTemplate,
+    ScopedPdu,
     SnmpDecodeError,
+    V3Message,
     VarBind,
     decode_message,
+    decode_v3_message,
     error_status_name,
+    message_version,
     parse_oid,
+)
+from dcim.snmp.errors import SnmpError, SnmpTimeout
+from dcim.snmp.security import (
+    EngineClock,
+    UsmDrop,
+    UsmError,
+    UsmErrorKind,
+    UsmUser,
+    discovery_request,
+    report_kind,
+    unwrap,
+    wrap_request,
 )
 
 log = logging.getLogger(__name__)
@@ -42,18 +68,17 @@ DEFAULT_MAX_SIZE: Final = 1472  # Ethernet MTU minus IPv4 and UDP headers (RFC 3
 _TEMPLATE_CACHE_MAX: Final = 4096
 
 
-class SnmpError(Exception):
-    """Base class of the SNMP client's failures."""
+__all__ = ["SnmpError", "SnmpTimeout", "UsmError", "UsmErrorKind", "UsmUser"]
 
-
-class SnmpTimeout(SnmpError, TimeoutError):
-    """No matching response arrived after all retries."""
+Credentials: TypeAlias = bytes | str | UsmUser  # a community (v1/v2c) or a USM user (v3)
 
 
 class SnmpErrorStatus(SnmpError):
     """The agent answered with a non-zero error-status."""
 
-    def __init__(self, status: int, index: int, oid: OID | None, response: Message) -> None:
+    def __init__(
+        self, status: int, index: int, oid: OID | None, response: Message | ScopedPdu
+    ) -> None:
         self.status = status
         self.name = error_status_name(status)
         self.index = index  # 1-based into the request's varbinds; 0 = whole PDU
@@ -72,6 +97,9 @@ class ClientStats:
     timeouts: int = 0
     malformed: int = 0
     unmatched: int = 0  # unknown request-id, wrong source, wrong version or PDU type
+    usm_dropped: int = 0  # v3 answers refused: digest, time window, decryption, level
+    usm_discoveries: int = 0  # v3 engine discoveries (first contact, or engine ID changed)
+    usm_resyncs: int = 0  # v3 requests re-sent after a notInTimeWindow report
 
 
 @lru_cache(maxsize=1 << 16)
@@ -118,8 +146,20 @@ def udp_socket(family: int, host: str, port: int, rcvbuf: int) -> socket.socket:
     return sock
 
 
+V3Answer: TypeAlias = tuple[V3Message, ScopedPdu]
+
+
+@dataclass(frozen=True, slots=True)
+class _V3Expect:
+    """Who a v3 request was sent as and to which engine (both None: discovery)."""
+
+    user: UsmUser | None
+    clock: EngineClock | None
+
+
 class _Pending:
     __slots__ = (
+        "dropped",
         "fut",
         "host",
         "payload",
@@ -129,20 +169,24 @@ class _Pending:
         "timeout",
         "timer",
         "transport",
+        "v3",
         "version",
     )
 
     def __init__(
         self,
-        fut: asyncio.Future[Message],
+        fut: asyncio.Future[Any],
         transport: _UdpEndpoint,
         sockaddr: tuple[Any, ...],
         payload: bytes,
         version: int,
         timeout: float,
         retries: int,
+        v3: _V3Expect | None = None,
     ) -> None:
         self.fut = fut
+        self.v3 = v3
+        self.dropped: list[str] = []  # why v3 answers to this request were refused
         self.transport = transport
         self.sockaddr = sockaddr
         self.host: str = sockaddr[0]
@@ -222,6 +266,10 @@ class SnmpClient:
         self._templates: dict[tuple[Any, ...], RequestTemplate] = {}
         self._addr_cache: dict[str, tuple[int, str]] = {}
         self._next_id = random.randrange(1, 0x7FFFFFFF)
+        self._salt = random.getrandbits(64)  # AES IV salt: a counter from a random start
+        self._engines: dict[tuple[Any, ...], EngineClock] = {}
+        self._discovering: dict[tuple[Any, ...], asyncio.Future[EngineClock]] = {}
+        self._answered: set[tuple[tuple[Any, ...], UsmUser]] = set()  # (agent, user) seen OK
         self._closed = False
         self.stats = ClientStats()
 
@@ -345,15 +393,17 @@ class SnmpClient:
             self._templates[key] = tpl
         return tpl
 
-    async def request(
+    async def _send(
         self,
         host: str,
         port: int,
-        template: RequestTemplate,
-        timeout: float = 1.0,
-        retries: int = 1,
-    ) -> Message:
-        """Send a request and return the matching Response, whatever its error-status."""
+        payload: Callable[[int], bytes],
+        version: int,
+        timeout: float,
+        retries: int,
+        v3: _V3Expect | None = None,
+    ) -> Any:
+        """Send payload(request_id) and await what _on_datagram matches to it."""
         family, sockaddr = await self._resolve(host, port)
         transport = self._transports.get(family) or await self._transport(family)
         loop = asyncio.get_running_loop()
@@ -362,10 +412,11 @@ class SnmpClient:
             loop.create_future(),
             transport,
             sockaddr,
-            template.encode(rid),
-            template.version,
+            payload(rid),
+            version,
             timeout,
             max(0, retries),
+            v3,
         )
         self._pending[rid] = pending
         try:
@@ -377,6 +428,120 @@ class SnmpClient:
             del self._pending[rid]
             if pending.timer is not None:
                 pending.timer.cancel()
+
+    async def request(
+        self,
+        host: str,
+        port: int,
+        template: RequestTemplate,
+        timeout: float = 1.0,
+        retries: int = 1,
+    ) -> Message:
+        """Send a v1/v2c request and return the matching Response, whatever its error-status."""
+        result: Message = await self._send(
+            host, port, template.encode, template.version, timeout, retries
+        )
+        return result
+
+    async def request_v3(
+        self,
+        host: str,
+        port: int,
+        user: UsmUser,
+        template: RequestTemplate,
+        timeout: float = 1.0,
+        retries: int = 1,
+    ) -> ScopedPdu:
+        """Send a v3 request as `user` and return the Response's scopedPDU (any error-status);
+        a Report raises UsmError, after one re-sync (notInTimeWindow) or re-discovery
+        (unknownEngineID) retried transparently."""
+        key = (host, port)
+        for attempt in range(3):
+            clock = self._engines.get(key) or await self._discover(key, timeout, retries)
+            expect = _V3Expect(user, clock)
+
+            def payload(rid: int, clock: EngineClock = clock) -> bytes:
+                self._salt += 1
+                now = time.monotonic()
+                return wrap_request(user, clock, rid, template.encode_pdu(rid), self._salt, now)
+
+            try:
+                answer: V3Answer = await self._send(
+                    host, port, payload, V3, timeout, retries, expect
+                )
+            except SnmpTimeout as exc:
+                if not exc.refused:
+                    await self._explain_v3_timeout(key, user, timeout, retries)
+                raise
+            self._answered.add((key, user))
+            msg, scoped = answer
+            pdu = scoped.pdu
+            if pdu.type is PduType.RESPONSE:
+                return scoped
+            kind, counter = report_kind(pdu)
+            authenticated = MsgFlags.AUTH in msg.flags
+            if kind is UsmErrorKind.NOT_IN_TIME_WINDOW and authenticated and attempt < 2:
+                self.stats.usm_resyncs += 1  # unwrap() has set the clock from the report
+                continue
+            if kind is UsmErrorKind.UNKNOWN_ENGINE_ID and attempt < 2:
+                self._engines.pop(key, None)
+                continue
+            raise UsmError(kind, f"{host}:{port} user {user.name.decode(errors='replace')}: "
+                           f"{counter} report")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _explain_v3_timeout(
+        self, key: tuple[str, int], user: UsmUser, timeout: float, retries: int
+    ) -> None:
+        """A user the agent never answered timed out: if the agent still answers discovery,
+        it is alive and drops this user's requests, which net-snmp does with what it cannot
+        decrypt (it sends no decryptionError report): say so rather than 'timeout'."""
+        if user.priv is None or (key, user) in self._answered:
+            return
+        self._engines.pop(key, None)
+        try:
+            await self._discover(key, timeout, retries)
+        except SnmpError:
+            return  # the agent is gone: a plain timeout
+        raise UsmError(
+            UsmErrorKind.DECRYPTION_ERROR,
+            f"{key[0]}:{key[1]} answers discovery but not user "
+            f"{user.name.decode(errors='replace')}'s encrypted requests",
+        )
+
+    async def _discover(
+        self, key: tuple[str, int], timeout: float, retries: int
+    ) -> EngineClock:
+        """Learn an agent's engine ID, boots and time; concurrent callers share one exchange."""
+        waiting = self._discovering.get(key)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        fut: asyncio.Future[EngineClock] = asyncio.get_running_loop().create_future()
+        self._discovering[key] = fut
+        try:
+            self.stats.usm_discoveries += 1
+            answer: V3Answer = await self._send(
+                key[0], key[1], discovery_request, V3, timeout, retries, _V3Expect(None, None)
+            )
+            msg, scoped = answer
+            usm = msg.usm
+            if scoped.pdu.type is not PduType.REPORT or not usm.engine_id:
+                raise SnmpError(f"{key[0]}:{key[1]} answered SNMPv3 discovery without its "
+                                "engine ID")
+            clock = EngineClock(usm.engine_id, usm.engine_boots, usm.engine_time,
+                                time.monotonic())
+            self._engines[key] = clock
+            fut.set_result(clock)
+            return clock
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: every waiter re-raises it itself
+            raise
+        finally:
+            del self._discovering[key]
 
     def _on_timer(self, pending: _Pending, rid: int) -> None:
         if pending.fut.done():
@@ -391,15 +556,16 @@ class SnmpClient:
             )
             return
         self.stats.timeouts += 1
-        pending.fut.set_exception(
-            SnmpTimeout(f"no SNMP response from {pending.host}:{pending.port} (request {rid})")
-        )
+        text = f"no SNMP response from {pending.host}:{pending.port} (request {rid})"
+        if pending.dropped:
+            text += f"; {len(pending.dropped)} answers refused, last: {pending.dropped[-1]}"
+        pending.fut.set_exception(SnmpTimeout(text, len(pending.dropped)))
 
     def _on_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
             msg = decode_message(data)
         except SnmpDecodeError:
-            self.stats.malformed += 1
+            self._on_v3_datagram(data, addr)
             return
         pdu = msg.pdu
         pending = self._pending.get(pdu.request_id)
@@ -415,24 +581,73 @@ class SnmpClient:
             return
         pending.fut.set_result(msg)
 
+    def _on_v3_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            if message_version(data) != V3:
+                raise SnmpDecodeError("not SNMPv3")
+            msg = decode_v3_message(data)
+        except SnmpDecodeError:
+            self.stats.malformed += 1
+            return
+        pending = self._pending.get(msg.msg_id)
+        if (
+            pending is None
+            or pending.v3 is None
+            or pending.fut.done()
+            or addr[1] != pending.port
+            or addr[0] != pending.host
+        ):
+            self.stats.unmatched += 1
+            return
+        expect = pending.v3
+        try:
+            scoped = unwrap(msg, data, expect.user, expect.clock, time.monotonic())
+        except UsmDrop as exc:
+            log.debug("SNMPv3 answer from %s:%s dropped: %s", addr[0], addr[1], exc)
+            self.stats.usm_dropped += 1
+            pending.dropped.append(str(exc))
+            return
+        pdu = scoped.pdu
+        if pdu.type is PduType.REPORT or (
+            pdu.type is PduType.RESPONSE and pdu.request_id == msg.msg_id
+        ):
+            pending.fut.set_result((msg, scoped))
+        else:
+            self.stats.unmatched += 1
+
     async def _varbinds(
         self,
         host: str,
         port: int,
-        template: RequestTemplate,
+        credentials: Credentials,
+        version: int,
+        pdu_type: PduType,
+        oids: Sequence[OidLike],
+        non_repeaters: int,
+        max_repetitions: int,
         timeout: float,
         retries: int,
-        exact: bool,
     ) -> list[VarBind]:
-        msg = await self.request(host, port, template, timeout, retries)
-        pdu = msg.pdu
+        if isinstance(credentials, UsmUser):
+            tpl = self.template(V3, b"", pdu_type, oids, non_repeaters, max_repetitions)
+            answer: Message | ScopedPdu = await self.request_v3(
+                host, port, credentials, tpl, timeout, retries
+            )
+        else:
+            if version == V3:
+                raise ValueError("SNMPv3 needs a UsmUser, not a community")
+            tpl = self.template(
+                version, credentials, pdu_type, oids, non_repeaters, max_repetitions
+            )
+            answer = await self.request(host, port, tpl, timeout, retries)
+        pdu = answer.pdu
         if pdu.error_status:
             index = pdu.error_index
-            oid = template.oids[index - 1] if 0 < index <= len(template.oids) else None
-            raise SnmpErrorStatus(pdu.error_status, index, oid, msg)
-        if exact and len(pdu.varbinds) != len(template.oids):
+            oid = tpl.oids[index - 1] if 0 < index <= len(tpl.oids) else None
+            raise SnmpErrorStatus(pdu.error_status, index, oid, answer)
+        if pdu_type is not PduType.GET_BULK_REQUEST and len(pdu.varbinds) != len(tpl.oids):
             raise SnmpError(
-                f"{host}:{port} answered {len(pdu.varbinds)} varbinds to {len(template.oids)}"
+                f"{host}:{port} answered {len(pdu.varbinds)} varbinds to {len(tpl.oids)}"
             )
         return list(pdu.varbinds)
 
@@ -440,35 +655,41 @@ class SnmpClient:
         self,
         host: str,
         port: int,
-        community: bytes | str,
+        community: Credentials,
         version: int,
         oids: Sequence[OidLike],
         timeout: float = 1.0,
         retries: int = 1,
     ) -> list[VarBind]:
-        """GET; v2c misses come back as NO_SUCH_OBJECT/NO_SUCH_INSTANCE values."""
-        tpl = self.template(version, community, PduType.GET_REQUEST, oids)
-        return await self._varbinds(host, port, tpl, timeout, retries, exact=True)
+        """GET; v2c/v3 misses come back as NO_SUCH_OBJECT/NO_SUCH_INSTANCE values.
+
+        `community` is a community for v1/v2c or a UsmUser for v3 (then version is ignored).
+        """
+        return await self._varbinds(
+            host, port, community, version, PduType.GET_REQUEST, oids, 0, 0, timeout, retries
+        )
 
     async def get_next(
         self,
         host: str,
         port: int,
-        community: bytes | str,
+        community: Credentials,
         version: int,
         oids: Sequence[OidLike],
         timeout: float = 1.0,
         retries: int = 1,
     ) -> list[VarBind]:
-        """GETNEXT; the end of the MIB is END_OF_MIB_VIEW (v2c) or noSuchName (v1)."""
-        tpl = self.template(version, community, PduType.GET_NEXT_REQUEST, oids)
-        return await self._varbinds(host, port, tpl, timeout, retries, exact=True)
+        """GETNEXT; the end of the MIB is END_OF_MIB_VIEW (v2c/v3) or noSuchName (v1)."""
+        return await self._varbinds(
+            host, port, community, version, PduType.GET_NEXT_REQUEST, oids, 0, 0, timeout,
+            retries,
+        )  # fmt: skip
 
     async def get_bulk(
         self,
         host: str,
         port: int,
-        community: bytes | str,
+        community: Credentials,
         version: int,
         oids: Sequence[OidLike],
         non_repeaters: int = 0,
@@ -476,10 +697,10 @@ class SnmpClient:
         timeout: float = 1.0,
         retries: int = 1,
     ) -> list[VarBind]:
-        """GETBULK (v2c only); the flat varbind list as the agent returned it."""
-        if version == V1:
+        """GETBULK (v2c/v3 only); the flat varbind list as the agent returned it."""
+        if version == V1 and not isinstance(community, UsmUser):
             raise ValueError("GETBULK does not exist in SNMPv1")
-        tpl = self.template(
-            version, community, PduType.GET_BULK_REQUEST, oids, non_repeaters, max_repetitions
-        )
-        return await self._varbinds(host, port, tpl, timeout, retries, exact=False)
+        return await self._varbinds(
+            host, port, community, version, PduType.GET_BULK_REQUEST, oids, non_repeaters,
+            max_repetitions, timeout, retries,
+        )  # fmt: skip

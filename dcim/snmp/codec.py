@@ -1,4 +1,8 @@
-"""Pure BER codec for SNMPv1/v2c messages (no I/O), tuned for decoding responses fast.
+"""Pure BER codec for SNMP messages (no I/O), tuned for decoding responses fast.
+
+v1/v2c messages are `Message`s; an SNMPv3 message (RFC 3412) is a `V3Message`, whose header
+and USM security parameters are decoded here while its msgData stays bytes until the security
+module (dcim/snmp/security.py) has checked the digest and decrypted it into a `ScopedPdu`.
 
 Values are plain Python where the SNMP type is unambiguous (Integer32 -> int, OCTET STRING ->
 bytes, NULL -> None, OBJECT IDENTIFIER -> tuple of ints) and small int/bytes subclasses where
@@ -25,7 +29,7 @@ _MAX_U64: Final = 0xFFFFFFFFFFFFFFFF
 
 
 class SnmpDecodeError(ValueError):
-    """The bytes are not a well-formed SNMPv1/v2c message (or use a type we refuse)."""
+    """The bytes are not a well-formed SNMP message (or use a type we refuse)."""
 
 
 class _Unsigned(int):
@@ -134,6 +138,8 @@ def error_status_name(status: int) -> str:
 
 V1: Final = 0
 V2C: Final = 1
+V3: Final = 3
+USM_SECURITY_MODEL: Final = 3  # RFC 3411 SnmpSecurityModel
 _V1_PDUS: Final = frozenset(
     {PduType.GET_REQUEST, PduType.GET_NEXT_REQUEST, PduType.RESPONSE, PduType.SET_REQUEST}
 )
@@ -377,12 +383,9 @@ def _check_pdu(version: int, pdu: Pdu) -> None:
                 raise ValueError(f"non-repeaters/max-repetitions out of range: {field}")
 
 
-def encode_message(version: int, community: bytes, pdu: Pdu) -> bytes:
-    """Encode a v1 (0) / v2c (1) message; raises ValueError/TypeError on unencodable input."""
-    head = _message_head(version, community)
-    _check_pdu(version, pdu)
+def _pdu_body(pdu: Pdu, version: int) -> bytes:
     vbs = b"".join([encode_varbind(oid, value, version) for oid, value in pdu.varbinds])
-    body = b"".join(
+    return b"".join(
         (
             _enc_integer(b"\x02", -0x80000000, 0x7FFFFFFF, pdu.request_id),
             _enc_integer(b"\x02", -0x80000000, 0x7FFFFFFF, pdu.error_status),
@@ -392,7 +395,19 @@ def encode_message(version: int, community: bytes, pdu: Pdu) -> bytes:
             vbs,
         )
     )
-    return _wrap(head, pdu.type, body)
+
+
+def encode_message(version: int, community: bytes, pdu: Pdu) -> bytes:
+    """Encode a v1 (0) / v2c (1) message; raises ValueError/TypeError on unencodable input."""
+    head = _message_head(version, community)
+    _check_pdu(version, pdu)
+    return _wrap(head, pdu.type, _pdu_body(pdu, version))
+
+
+def encode_pdu(pdu: Pdu) -> bytes:
+    """Encode a PDU on its own (v2c rules), as an SNMPv3 scopedPDU carries it."""
+    _check_pdu(V3, pdu)
+    return _tlv(bytes((pdu.type,)), _pdu_body(pdu, V3))
 
 
 def fit_varbinds(version: int, community: bytes, pdu: Pdu, max_size: int) -> int:
@@ -415,7 +430,11 @@ def fit_varbinds(version: int, community: bytes, pdu: Pdu, max_size: int) -> int
 
 
 class RequestTemplate:
-    """A request pre-encoded except for its request-id, so a poll only patches that in."""
+    """A request pre-encoded except for its request-id, so a poll only patches that in.
+
+    A v3 template (version V3, community unused) encodes only the PDU (`encode_pdu`): the
+    security module wraps it in a scopedPDU and a USM message per request.
+    """
 
     __slots__ = ("_head", "_tail", "community", "non_repeaters", "oids", "pdu_type", "version")
 
@@ -442,7 +461,7 @@ class RequestTemplate:
             tuple((oid, None) for oid in self.oids),
         )
         _check_pdu(version, probe)
-        self._head = _message_head(version, community)
+        self._head = b"" if version == V3 else _message_head(version, community)
         vbs = b"".join([encode_varbind(oid, None) for oid in self.oids])
         self._tail = (
             _enc_integer(b"\x02", 0, 0x7FFFFFFF, probe.error_status)
@@ -456,6 +475,11 @@ class RequestTemplate:
         """The request's bytes carrying `request_id`."""
         rid = _enc_integer(b"\x02", -0x80000000, 0x7FFFFFFF, request_id)
         return _wrap(self._head, self.pdu_type, rid + self._tail)
+
+    def encode_pdu(self, request_id: int) -> bytes:
+        """The PDU alone carrying `request_id` (what an SNMPv3 scopedPDU wraps)."""
+        body = _enc_integer(b"\x02", -0x80000000, 0x7FFFFFFF, request_id) + self._tail
+        return bytes((self.pdu_type,)) + _length(len(body)) + body
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,6 +546,11 @@ def _decode(data: bytes) -> Message:
         raise SnmpDecodeError(f"unsupported SNMP version {version}")
     cstart, i = _header(data, i, end, 0x04)
     community = data[cstart:i]
+    return Message(version, community, _decode_pdu(data, i, end, version))
+
+
+def _decode_pdu(data: bytes, i: int, end: int, version: int) -> Pdu:
+    """The PDU at data[i], which must end exactly at `end`."""
     if i >= end:
         raise SnmpDecodeError("missing PDU")
     pdu_type = _PDU_BY_TAG.get(data[i])
@@ -622,8 +651,203 @@ def _decode(data: bytes) -> Message:
             raise SnmpDecodeError(f"unsupported value tag 0x{tag:02x}")
         append((oid, value))
         i = e
-    return Message(
-        version,
-        community,
-        Pdu(pdu_type, request_id, error_status, error_index, tuple(varbinds)),
+    return Pdu(pdu_type, request_id, error_status, error_index, tuple(varbinds))
+
+
+# ---------------------------------------------------------------------------------------------
+# SNMPv3 (RFC 3412 message, RFC 3414 USM security parameters)
+
+
+class MsgFlags(enum.IntFlag):
+    """msgFlags bits (RFC 3412 section 6.4)."""
+
+    AUTH = 0x01
+    PRIV = 0x02
+    REPORTABLE = 0x04
+
+
+@dataclass(frozen=True, slots=True)
+class UsmParameters:
+    """UsmSecurityParameters (RFC 3414 section 2.4)."""
+
+    engine_id: bytes
+    engine_boots: int
+    engine_time: int
+    user_name: bytes
+    auth_params: bytes
+    priv_params: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedPdu:
+    """A scopedPDU: the context it addresses and the PDU."""
+
+    context_engine_id: bytes
+    context_name: bytes
+    pdu: Pdu
+
+
+@dataclass(frozen=True, slots=True)
+class V3Message:
+    """An SNMPv3 message with its msgData still as sent: a plaintext scopedPDU's encoding, or
+    the ciphertext when MsgFlags.PRIV is set. `auth_offset` locates msgAuthenticationParameters
+    in the encoded message, so a digest check can zero it in place."""
+
+    msg_id: int
+    max_size: int
+    flags: MsgFlags
+    security_model: int
+    usm: UsmParameters
+    auth_offset: int
+    data: bytes
+
+
+def encode_scoped_pdu(context_engine_id: bytes, context_name: bytes, pdu_tlv: bytes) -> bytes:
+    """A scopedPDU around an already encoded PDU (`encode_pdu`, RequestTemplate.encode_pdu)."""
+    return _tlv(b"\x30", _tlv(b"\x04", context_engine_id) + _tlv(b"\x04", context_name) + pdu_tlv)
+
+
+def _enc_uint31(n: int) -> bytes:
+    return _enc_integer(b"\x02", 0, 0x7FFFFFFF, n)
+
+
+def encode_v3_message(
+    msg_id: int, max_size: int, flags: MsgFlags, usm: UsmParameters, data: bytes
+) -> tuple[bytes, int]:
+    """Encode an SNMPv3/USM message; returns it and the offset of msgAuthenticationParameters.
+
+    `data` is the scopedPDU's encoding, or its ciphertext when flags has PRIV (then wrapped in
+    an OCTET STRING here).
+    """
+    if MsgFlags.PRIV in flags and MsgFlags.AUTH not in flags:
+        raise ValueError("privacy without authentication is not a security level")
+    if len(usm.user_name) > 32:
+        raise ValueError("a USM user name has at most 32 octets")
+    header = _tlv(
+        b"\x30",
+        _enc_uint31(msg_id)
+        + _enc_integer(b"\x02", 484, 0x7FFFFFFF, max_size)
+        + b"\x04\x01"
+        + bytes((int(flags),))
+        + _enc_uint31(USM_SECURITY_MODEL),
     )
+    before_auth = (
+        _tlv(b"\x04", usm.engine_id)
+        + _enc_uint31(usm.engine_boots)
+        + _enc_uint31(usm.engine_time)
+        + _tlv(b"\x04", usm.user_name)
+        + b"\x04"
+        + _length(len(usm.auth_params))
+    )
+    after_auth = _tlv(b"\x04", usm.priv_params)
+    sec_body_len = len(before_auth) + len(usm.auth_params) + len(after_auth)
+    sec_seq_head = b"\x30" + _length(sec_body_len)
+    sec_len = len(sec_seq_head) + sec_body_len
+    sec_head = b"\x04" + _length(sec_len) + sec_seq_head
+    msg_data = _tlv(b"\x04", data) if MsgFlags.PRIV in flags else data
+    prefix = b"\x02\x01\x03" + header + sec_head + before_auth
+    body_len = len(prefix) + len(usm.auth_params) + len(after_auth) + len(msg_data)
+    outer = b"\x30" + _length(body_len)
+    return (
+        b"".join((outer, prefix, usm.auth_params, after_auth, msg_data)),
+        len(outer) + len(prefix),
+    )
+
+
+def message_version(data: bytes) -> int:
+    """The msgVersion of an encoded message, without decoding the rest."""
+    start, end = _header(data, 0, len(data), 0x30)
+    return _int32(data, start, end)[0]
+
+
+def decode_v3_message(data: bytes | bytearray | memoryview) -> V3Message:
+    """Decode an SNMPv3 message's header and USM parameters; malformations raise
+    SnmpDecodeError. The scopedPDU is left to `decode_scoped_pdu` (after decryption)."""
+    try:
+        return _decode_v3(bytes(data))
+    except SnmpDecodeError:
+        raise
+    except (IndexError, ValueError, TypeError, OverflowError) as exc:
+        raise SnmpDecodeError(f"malformed SNMPv3 message: {exc}") from exc
+
+
+def _octets(data: bytes, i: int, limit: int) -> tuple[int, int]:
+    return _header(data, i, limit, 0x04)
+
+
+def _uint31(data: bytes, i: int, limit: int, what: str) -> tuple[int, int]:
+    value, i = _int32(data, i, limit)
+    if value < 0:
+        raise SnmpDecodeError(f"negative {what}")
+    return value, i
+
+
+def _decode_v3(data: bytes) -> V3Message:
+    size = len(data)
+    start, end = _header(data, 0, size, 0x30)
+    if end != size:
+        raise SnmpDecodeError("trailing bytes after the message")
+    version, i = _int32(data, start, end)
+    if version != V3:
+        raise SnmpDecodeError(f"not an SNMPv3 message (version {version})")
+    hstart, hend = _header(data, i, end, 0x30)
+    msg_id, j = _uint31(data, hstart, hend, "msgID")
+    max_size, j = _uint31(data, j, hend, "msgMaxSize")
+    fstart, j = _octets(data, j, hend)
+    if j - fstart != 1:
+        raise SnmpDecodeError("msgFlags must be one octet")
+    flags = MsgFlags(data[fstart] & 0x07)
+    if MsgFlags.PRIV in flags and MsgFlags.AUTH not in flags:
+        raise SnmpDecodeError("msgFlags asks for privacy without authentication")
+    model, j = _uint31(data, j, hend, "msgSecurityModel")
+    if j != hend or max_size < 484:
+        raise SnmpDecodeError("malformed msgGlobalData")
+    sstart, i = _octets(data, hend, end)
+    # UsmSecurityParameters: a SEQUENCE filling the msgSecurityParameters OCTET STRING
+    ustart, uend = _header(data, sstart, i, 0x30)
+    if uend != i:
+        raise SnmpDecodeError("trailing bytes in msgSecurityParameters")
+    es, j = _octets(data, ustart, uend)
+    engine_id = data[es:j]
+    boots, j = _uint31(data, j, uend, "msgAuthoritativeEngineBoots")
+    etime, j = _uint31(data, j, uend, "msgAuthoritativeEngineTime")
+    us, j = _octets(data, j, uend)
+    user = data[us:j]
+    auth_offset, j = _octets(data, j, uend)
+    auth = data[auth_offset:j]
+    ps, j = _octets(data, j, uend)
+    priv = data[ps:j]
+    if j != uend or len(engine_id) > 32 or len(user) > 32:
+        raise SnmpDecodeError("malformed UsmSecurityParameters")
+    if MsgFlags.PRIV in flags:
+        ds, de = _octets(data, i, end)
+    else:
+        ds = i
+        de = _header(data, i, end, 0x30)[1]
+    if de != end:
+        raise SnmpDecodeError("trailing bytes after msgData")
+    return V3Message(
+        msg_id,
+        max_size,
+        flags,
+        model,
+        UsmParameters(engine_id, boots, etime, user, auth, priv),
+        auth_offset,
+        data[ds:de],
+    )
+
+
+def decode_scoped_pdu(data: bytes | bytearray | memoryview) -> ScopedPdu:
+    """Decode a (decrypted) scopedPDU; any malformation raises SnmpDecodeError."""
+    raw = bytes(data)
+    try:
+        start, end = _header(raw, 0, len(raw), 0x30)
+        if end != len(raw):
+            raise SnmpDecodeError("trailing bytes after the scopedPDU")
+        es, i = _octets(raw, start, end)
+        ns, j = _octets(raw, i, end)
+        return ScopedPdu(raw[es:i], raw[ns:j], _decode_pdu(raw, j, end, V3))
+    except SnmpDecodeError:
+        raise
+    except (IndexError, ValueError, TypeError, OverflowError) as exc:
+        raise SnmpDecodeError(f"malformed scopedPDU: {exc}") from exc

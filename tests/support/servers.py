@@ -436,7 +436,10 @@ def parse_snmp_output(stdout: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SnmpV3User:
-    """An SNMPv3 USM user; protocol names are net-snmp's (SHA, SHA-256, MD5; AES, DES)."""
+    """An SNMPv3 USM user; protocol names are net-snmp's (SHA, SHA-256, MD5; AES, AES-256, DES).
+
+    An empty priv_protocol makes an authNoPriv user, an empty auth_protocol a noAuthNoPriv one.
+    """
 
     name: str = "dcimv3"
     auth_protocol: str = "SHA-256"
@@ -444,13 +447,31 @@ class SnmpV3User:
     priv_protocol: str = "AES"
     priv_key: str = "priv-secret-1"
 
+    @property
+    def level(self) -> str:
+        """net-snmp's -l security level of this user."""
+        if not self.auth_protocol:
+            return "noAuthNoPriv"
+        return "authPriv" if self.priv_protocol else "authNoPriv"
+
+    def config_lines(self) -> list[str]:
+        """snmpd.conf lines creating this user with read access at its level."""
+        create = f"createUser {self.name}"
+        if self.auth_protocol:
+            create += f" {self.auth_protocol} {self.auth_key}"
+            if self.priv_protocol:
+                create += f" {self.priv_protocol} {self.priv_key}"
+        vacm = {"noAuthNoPriv": "noauth", "authNoPriv": "auth", "authPriv": "priv"}[self.level]
+        return [create, f"rouser {self.name} {vacm}"]
+
     def cli_args(self) -> list[str]:
-        """net-snmp CLI security options for this user at authPriv."""
-        return [
-            "-v3", "-l", "authPriv", "-u", self.name,
-            "-a", self.auth_protocol, "-A", self.auth_key,
-            "-x", self.priv_protocol, "-X", self.priv_key,
-        ]  # fmt: skip
+        """net-snmp CLI security options for this user at its level."""
+        args = ["-v3", "-l", self.level, "-u", self.name]
+        if self.auth_protocol:
+            args += ["-a", self.auth_protocol, "-A", self.auth_key]
+            if self.priv_protocol:
+                args += ["-x", self.priv_protocol, "-X", self.priv_key]
+        return args
 
 
 SNMP_VALUE_TYPES = frozenset(
@@ -546,7 +567,10 @@ class SnmpdServer(ManagedServer):
       the engineID stays and snmpEngineBoots goes up by one per graceful restart.
     * v2c: `rocommunity NAME 127.0.0.1`.
     * v3 authPriv: `createUser NAME SHA-256 AUTHPASS AES PRIVPASS` plus `rouser NAME priv`
-      (SHA, SHA-256/384/512, MD5 and AES/DES work; passphrases need >= 8 characters).
+      (SHA, SHA-224/256/384/512, MD5 and AES, AES-192, AES-256 (Blumenthal key extension),
+      DES work; passphrases need >= 8 characters); authNoPriv and noAuthNoPriv users too
+      (SnmpV3User.config_lines). net-snmp drops requests it cannot decrypt without a report.
+    * `sysObjectID OID` in the config sets what the agent announces.
     * Static values: `override OID TYPE VALUE` works for any OID, enterprise ones included, even
       with `-m ""`; TYPE is one of SNMP_OVERRIDE_TYPES (`unsigned` answers Gauge32, `octet_str`
       takes "quoted text" or 0xHEX). `override -rw ...` makes it settable.
@@ -605,11 +629,7 @@ class SnmpdServer(ManagedServer):
         ]
         lines += [f"rocommunity {c} {HOST}" for c in self.communities]
         for user in self.v3_users:
-            lines.append(
-                f"createUser {user.name} {user.auth_protocol} {user.auth_key} "
-                f"{user.priv_protocol} {user.priv_key}"
-            )
-            lines.append(f"rouser {user.name} priv")
+            lines += user.config_lines()
         for oid, typ, value in self.overrides:
             lines.append(f"override {_dotted(oid)} {typ} {value}")
         if self.values_roots:
@@ -695,7 +715,7 @@ class SnmpdServer(ManagedServer):
         return ["-v2c", "-c", community or self.communities[0], self.target]
 
     def v3_args(self, user: SnmpV3User | None = None) -> list[str]:
-        """net-snmp CLI arguments for a v3 authPriv request to this agent."""
+        """net-snmp CLI arguments for a v3 request to this agent (at the user's level)."""
         return [*(user or self.v3_users[0]).cli_args(), self.target]
 
     def get(self, *oids: str, community: str | None = None) -> dict[str, str]:

@@ -105,3 +105,36 @@ def snmp_data_for(profile: SnmpProfile, records: Mapping[str, RawValue]) -> Snmp
                 if oid is not None:
                     data.tables[oid] = column(ordered, oid)
     return data
+
+
+# .snmprec BER tag -> the type snmpd's pass_persist answers (SnmpdServer values=)
+_SNMPD_TYPES = {"2": "integer", "4": "octet", "6": "objectid", "64": "ipaddress",
+                "65": "counter", "66": "gauge", "67": "timeticks", "68": "opaque",
+                "70": "counter64"}
+SYSTEM_GROUP = "1.3.6.1.2.1.1."
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+
+
+def snmpd_values(path: Path) -> tuple[dict[str, tuple[str, int | str | bytes]], str | None]:
+    """A fixture as net-snmp snmpd serves it: {oid: (type, value)} for SnmpdServer(values=),
+    and the sysObjectID (snmpd answers the system group itself; set it with `sysObjectID`)."""
+    values: dict[str, tuple[str, int | str | bytes]] = {}
+    sys_object_id = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        oid, tag, text = line.split("|", 2)
+        raw = _value(tag, text)
+        if raw is None:
+            continue
+        oid = oid.strip(".")
+        if oid == SYS_OBJECT_ID:
+            sys_object_id = str(raw)
+        if oid.startswith(SYSTEM_GROUP):
+            continue
+        typ = _SNMPD_TYPES[tag.partition(":")[0].removesuffix("x")]
+        if isinstance(raw, bytes) and typ == "ipaddress":
+            values[oid] = (typ, ".".join(map(str, raw)))
+        elif isinstance(raw, bytes | int | str):
+            values[oid] = (typ, raw)
+    return values, sys_object_id
