@@ -316,3 +316,10 @@ def test_report_names() -> None:
     }
     other = report_kind(Pdu(PduType.REPORT, 0, 0, 0, (((1, 3, 6, 1, 6, 3, 12, 1, 5, 0), 1),)))
     assert other == (UsmErrorKind.OTHER_REPORT, "snmpUnknownContexts")
+
+
+def test_every_usm_error_has_a_device_error_kind() -> None:
+    from dcim.reasons import ErrorKind
+
+    for kind in UsmErrorKind:
+        assert ErrorKind["USM_" + kind.name].value == "usm_" + kind.name.lower()
