@@ -1,7 +1,13 @@
-"""SQLite persistence of the energy ledger, so a restart neither loses nor double counts energy."""
+"""SQLite persistence of the energy ledger, so a restart neither loses nor double counts energy.
+
+A save that cannot be written now (another process holds a lock on state.db, the disk is full)
+never raises into the daemon: the rows stay in memory, the failure is logged once, and every
+later save writes them together with the new ones; the recovery is logged too.
+"""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import astuple
@@ -21,6 +27,14 @@ CREATE TABLE IF NOT EXISTS totals (
 """
 
 
+log = logging.getLogger("dcim.state")
+
+# How long a save may wait for another process's lock: short, since it runs in the event loop.
+SAVE_BUSY_MS = 50
+# At shutdown, the last save may wait longer: after it, nothing else keeps the energy.
+CLOSE_BUSY_MS = 2000
+
+
 class StateError(Exception):
     """The state database cannot be used; the message says what to do."""
 
@@ -30,6 +44,9 @@ class EnergyStore:
 
     def __init__(self, path: Path):
         self.path = path
+        self._unsaved: dict[str, DeviceEnergy] = {}
+        self._totals: Totals | None = None
+        self.failures = 0  # consecutive failed saves
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -42,6 +59,7 @@ class EnergyStore:
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StateError(f"{path}: state schema {row[0]} is not {SCHEMA_VERSION}")
             self._db.execute("PRAGMA quick_check").fetchone()
+            self._db.execute(f"PRAGMA busy_timeout={SAVE_BUSY_MS}")
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise StateError(
                 f"{path}: cannot use the state database ({exc}); fix its permissions, or move it "
@@ -64,19 +82,46 @@ class EnergyStore:
             raise StateError(f"{self.path}: cannot read the state database ({exc})") from None
         return devices, Totals(buckets)
 
-    def save(self, devices: Mapping[str, DeviceEnergy], totals: Totals) -> None:
-        """Write changed device states and all totals atomically."""
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO device_energy VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(device, *astuple(state)) for device, state in devices.items()],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO totals VALUES (?, ?, ?)",
-                [(b, m, j) for (b, m), j in totals.buckets.items()],
-            )
+    def save(self, devices: Mapping[str, DeviceEnergy], totals: Totals) -> bool:
+        """Write changed device states and all totals atomically; never raises.
+
+        Returns whether it was written. If not, the rows are kept and written by the next save.
+        """
+        self._unsaved.update(devices)
+        self._totals = totals
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO device_energy VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(device, *astuple(state)) for device, state in self._unsaved.items()],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO totals VALUES (?, ?, ?)",
+                    [(b, m, j) for (b, m), j in totals.buckets.items()],
+                )
+        except sqlite3.Error as exc:
+            self.failures += 1
+            if self.failures == 1:
+                log.error("%s: cannot save energy (%s); keeping %d device states in memory and "
+                          "retrying at every save", self.path, exc, len(self._unsaved))
+            return False
+        if self.failures:
+            log.info("%s: energy saved again after %d failed saves", self.path, self.failures)
+            self.failures = 0
+        self._unsaved.clear()
+        return True
+
+    @property
+    def unsaved(self) -> int:
+        """Device states waiting for a save that succeeds."""
+        return len(self._unsaved)
 
     def close(self) -> None:
-        """Close the database."""
+        """Write what is still unsaved (waiting longer for a lock), then close the database."""
+        if (self._unsaved or self.failures) and self._totals is not None:
+            self._db.execute(f"PRAGMA busy_timeout={CLOSE_BUSY_MS}")
+            if not self.save({}, self._totals):
+                log.error("%s: %d device energy states could not be saved before exit",
+                          self.path, len(self._unsaved))
         self._db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,45 @@ def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StateError, match="move it aside"):
         EnergyStore(path)
+
+
+def test_a_locked_state_database_delays_saves_and_loses_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.db"
+    store = EnergyStore(path)
+    first = DeviceEnergy(total_j=1.0, method="counter")
+    assert store.save({"a": first}, Totals({("it", "counter"): 1.0}))
+    # Another process (sqlite3 CLI, a backup) holds the write lock, as with BEGIN EXCLUSIVE.
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    caplog.set_level("INFO", logger="dcim.state")
+    second = DeviceEnergy(total_j=2.0, method="counter")
+    third = DeviceEnergy(total_j=3.0, method="integrated")
+    assert not store.save({"a": second}, Totals({("it", "counter"): 2.0}))
+    assert not store.save({"b": third}, Totals({("it", "counter"): 3.0}))
+    assert store.unsaved == 2
+    other.execute("ROLLBACK")
+    other.close()
+    assert store.save({}, Totals({("it", "counter"): 3.0}))
+    assert store.unsaved == 0
+    devices, totals = store.load()
+    assert devices == {"a": second, "b": third} and totals == Totals({("it", "counter"): 3.0})
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot save energy (database is locked)" in m for m in messages) == 1
+    assert sum("saved again after 2 failed saves" in m for m in messages) == 1
+    store.close()
+
+
+def test_what_a_lock_kept_unsaved_is_written_at_close(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = EnergyStore(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    state = DeviceEnergy(total_j=5.0, method="counter")
+    assert not store.save({"a": state}, Totals({("it", "counter"): 5.0}))
+    other.execute("ROLLBACK")  # released before close gives up waiting
+    other.close()
+    store.close()
+    reopened = EnergyStore(path)
+    assert reopened.load()[0] == {"a": state}
+    reopened.close()
