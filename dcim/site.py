@@ -122,6 +122,8 @@ class Site:
     devices: Mapping[str, DeviceSpec]
     pue: PueSpec | None
     config: Config
+    # (shard, shards) when this is the part one instance polls (restrict_to_shard).
+    shard: tuple[int, int] | None = None
 
     @cached_property
     def ids_by_kind(self) -> Mapping[Kind, tuple[str, ...]]:
@@ -376,7 +378,7 @@ def restrict_to_shard(site: Site, shard: int, shards: int) -> Site:
             it={d: p for d, p in site.pue.it.items() if d in devices},
             remote=remote,
         )
-    return replace(site, devices=devices, racks=racks, pue=pue)
+    return replace(site, devices=devices, racks=racks, pue=pue, shard=(shard, shards))
 
 
 def load_site(path: Path, registry: ProfileRegistry | None = None) -> Site:

@@ -335,4 +335,9 @@ def configure_logging(level: str = "INFO") -> None:
     if not os.environ.get("JOURNAL_STREAM"):
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=level, format=fmt)
+    # pymodbus logs every framing error at ERROR with a full hex dump (lines up to 40 KB, once
+    # per bad reply); dcim already logs a device's failure once and its recovery. Its own
+    # lines are kept only when dcim itself logs at DEBUG.
+    debug = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("pymodbus").setLevel(logging.ERROR if debug else logging.CRITICAL)
 

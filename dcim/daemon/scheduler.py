@@ -27,10 +27,21 @@ log = logging.getLogger("dcim.scheduler")
 MAX_BACKOFF_S = 60.0
 
 
+# A poll may use this share of its interval: it must end before the next one is due.
+POLL_SHARE = 0.9
+
+
 def deadline_for(device: DeviceSpec) -> float:
-    """How long one poll may take: all retries, but always less than the interval."""
-    budget = device.timeout * (device.retries + 1) + 0.5
-    return min(budget, device.interval * 0.9)
+    """How long one poll (all its requests together) may take.
+
+    `timeout` and `retries` apply to each request: they decide whether the device answers.
+    A poll makes several requests in turn (sysObjectID, GETs, walks, fallbacks; Modbus blocks
+    queued behind the other units of a gateway), so a slow device that answers every one is
+    up even when the sum exceeds one request's timeout; only a poll that cannot finish within
+    90% of the interval is cut, marked down as "deadline". It is never shorter than one
+    request's timeout x attempts, so a silent device fails as "timeout", as configured.
+    """
+    return max(device.interval * POLL_SHARE, device.timeout * (device.retries + 1) + 0.5)
 
 
 def next_delay(device: DeviceSpec, failures: int) -> float:

@@ -85,7 +85,8 @@ class Poller:
         except TimeoutError:
             return failed(device.id, time.time(), time.monotonic() - started,
                           ErrorKind.DEADLINE,
-                          f"no complete answer within {budget:g}s")
+                          f"poll not complete within {budget:g}s: the device answers too "
+                          "slowly (or too much) to be read within its interval")
         except OSError as exc:
             return failed(device.id, time.time(), time.monotonic() - started,
                           ErrorKind.NETWORK, str(exc) or type(exc).__name__)

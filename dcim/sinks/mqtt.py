@@ -71,10 +71,19 @@ async def _watch(client: aiomqtt.Client) -> None:
         pass  # nothing is subscribed; this only waits for the connection to end
 
 
-def default_client_id(site: Site, role: str = "") -> str:
-    """A stable client id (a persistent session needs one): dcim-<site>-<host>[-role]."""
-    base = f"dcim-{site.name}-{socket.gethostname()}"
-    return f"{base}-{role}" if role else base
+def mqtt_client_id(config: MqttExporter, site: Site, role: str = "") -> str:
+    """A stable client id (a persistent session needs one): `client_id` or dcim-<site>-<host>,
+    then -I-of-N when this instance polls one shard, then -role (the BMS source: -bms).
+
+    The shard is always part of it: shards on one host (or sharing one config) with one id
+    would take the broker session from each other in turn (a broker drops the older one).
+    """
+    parts = [config.client_id or f"dcim-{site.name}-{socket.gethostname()}"]
+    if site.shard is not None:
+        parts.append(f"{site.shard[0]}-of-{site.shard[1]}")
+    if role:
+        parts.append(role)
+    return "-".join(parts)
 
 
 def auth_refused(exc: aiomqtt.MqttError) -> bool:
@@ -93,7 +102,7 @@ class MqttSink:
         self.config = config
         self.site = site
         self.prefix = config.topic_prefix.rstrip("/")
-        self.client_id = config.client_id or default_client_id(site)
+        self.client_id = mqtt_client_id(config, site)
         self._tracker = EventTracker()
         self._state: dict[str, Message] = {}
         self._dirty: dict[str, None] = {}  # insertion-ordered set of topics to (re)send

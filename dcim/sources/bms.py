@@ -27,7 +27,7 @@ from dcim.config import MqttExporter
 from dcim.points import POINTS, check_range
 from dcim.readings import PointValue, PollResult
 from dcim.reasons import PointError, Reason
-from dcim.sinks.mqtt import auth_refused, default_client_id, make_client
+from dcim.sinks.mqtt import auth_refused, make_client, mqtt_client_id
 from dcim.sinks.prometheus_metrics import counter, gauge
 from dcim.site import DeviceSpec, Site
 from dcim.tasks import cancel_and_wait
@@ -90,8 +90,7 @@ class BmsSource:
         self.site = site
         self.on_result = on_result
         self.clock = clock
-        self.client_id = (f"{config.client_id}-bms" if config.client_id
-                          else default_client_id(site, "bms"))
+        self.client_id = mqtt_client_id(config, site, "bms")
         self.by_topic = {p.topic: p for p in config.bms.points}
         self._latest: dict[str, dict[str, Reading]] = {}
         self._task: asyncio.Task[None] | None = None

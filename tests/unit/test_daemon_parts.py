@@ -69,6 +69,13 @@ def test_notify_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> N
 def test_deadline_is_shorter_than_interval_and_backoff_is_capped() -> None:
     device = _site().devices["main"]
     assert deadline_for(device) < device.interval
+    # timeout and retries are per request: a poll of several requests answered in 1.5 s each
+    # (2 s timeout, 1 retry) may take 90% of its 10 s interval, not one request's 4.5 s.
+    assert (device.interval, device.timeout, device.retries) == (10, 2, 1)
+    assert deadline_for(device) == 9.0
+    # Never shorter than one request's attempts: a silent device fails as a timeout.
+    slow = DeviceSpec(**{**device.__dict__, "interval": 5.0, "timeout": 4.0, "retries": 2})
+    assert deadline_for(slow) == 12.5
     assert [next_delay(device, f) for f in (0, 1, 2, 3, 4, 10)] == [10, 10, 20, 40, 60, 60]
 
 
@@ -278,3 +285,22 @@ def test_withheld_values_are_absent_from_metrics() -> None:
     text = _scrape(Published(site=site, snapshot=compute(site, store.view(), 101.0)))
     assert 'dcim_pue_ratio{site="s"} 1.25' in text
     assert 'dcim_it_power_watts{site="s"} 40000.0' in text
+
+
+def test_pymodbus_logs_nothing_below_critical_unless_dcim_logs_debug() -> None:
+    from dcim.daemon.runtime import configure_logging
+
+    pymodbus = logging.getLogger("pymodbus")
+    root = logging.getLogger()
+    saved = (pymodbus.level, root.level)
+    try:
+        root.setLevel(logging.INFO)  # basicConfig leaves the level alone under pytest's handlers
+        configure_logging("INFO")
+        # pymodbus.logging (its framing errors with hex dumps) inherits from "pymodbus".
+        assert not logging.getLogger("pymodbus.logging").isEnabledFor(logging.ERROR)
+        root.setLevel(logging.DEBUG)
+        configure_logging("DEBUG")
+        assert logging.getLogger("pymodbus.logging").isEnabledFor(logging.ERROR)
+    finally:
+        pymodbus.setLevel(saved[0])
+        root.setLevel(saved[1])
