@@ -96,7 +96,7 @@ def _snmp_version(value: Any) -> Any:
 
 
 class Credentials(_Strict):
-    """SNMP credentials, referenced from devices by name."""
+    """SNMP or HTTP (Redfish) credentials, referenced from devices by name."""
 
     snmp_version: Annotated[Literal[1, 2, 3], BeforeValidator(_snmp_version)] = 2
     community: SecretStr | None = None
@@ -108,6 +108,12 @@ class Credentials(_Strict):
     priv_protocol: PrivProtocol | None = None
     priv_key: SecretStr | None = None
     priv_key_file: SecretFile | None = None
+    # Redfish: a session (POST SessionService/Sessions, X-Auth-Token) or HTTP basic on every
+    # request; auto uses a session when the service root links a SessionService.
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: SecretFile | None = None
+    http_auth: Literal["auto", "session", "basic"] = "auto"
 
     def secret(self, name: str) -> str | None:
         """The secret `name` from its inline/env value or its *_file, whichever is set."""
@@ -164,6 +170,19 @@ class Device(_Strict):
     timeout: Duration | None = None
     framer: Literal["tcp", "rtu"] = "tcp"
     coolant: Annotated[Coolant, BeforeValidator(_coolant)] | None = None
+    # Redfish only (None: not given; the defaults are tls on, certificate verified).
+    tls: bool | None = None
+    tls_verify: bool | None = None
+    tls_ca_file: Path | None = None
+    resource: str | None = None
+
+    @field_validator("resource")
+    @classmethod
+    def _resource_uri(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^/redfish/v1/[^?#\s]+$", value):
+            raise ValueError(f"{value!r} is not a Redfish resource URI "
+                             "(e.g. /redfish/v1/PowerEquipment/PowerShelves/1)")
+        return value
 
 
 class Pue(_Strict):

@@ -162,6 +162,8 @@ def _aggregate(rule: Scaling, rows: Mapping[str, float | Unavailable]) -> PointV
         if not good:
             raise _rows_unavailable(bad)
         return Rows(good, bad)
+    if rule.aggregate == "any" and any(good.values()):
+        return 1.0  # one alarming row is enough; unreadable others cannot clear it
     if bad:
         # A sum over units with one unit missing would be a wrong total: refuse it.
         raise _rows_unavailable(bad)
@@ -175,6 +177,8 @@ def _aggregate(rule: Scaling, rows: Mapping[str, float | Unavailable]) -> PointV
             return min(values)
         case "mean":
             return math.fsum(values) / len(values)
+        case "any":
+            return 0.0
     return values[0]
 
 

@@ -16,6 +16,8 @@ class Kind(StrEnum):
     """Device kinds dcim understands."""
 
     PDU = "pdu"
+    # A rack power shelf (NVL72 class: rectifier supplies feeding the rack busbar).
+    SHELF = "shelf"
     METER = "meter"
     UPS = "ups"
     CDU = "cdu"
@@ -79,24 +81,32 @@ def _p(
 POINTS: dict[str, PointSpec] = {
     p.name: p
     for p in (
-        _p("power_w", "W", "pdu meter chiller", "Active power", 0, 1e9, rack_power=True),
-        _p("energy_wh", "Wh", "pdu meter chiller ups", "Cumulative active energy", 0, 1e15,
+        _p("power_w", "W", "pdu shelf meter chiller", "Active power", 0, 1e9, rack_power=True),
+        _p("energy_wh", "Wh", "pdu shelf meter chiller ups", "Cumulative active energy", 0, 1e15,
            counter=True),
         _p("apparent_power_va", "VA", "pdu meter ups", "Apparent power", 0, 1e9),
         _p("power_factor", "1", "pdu meter", "Power factor", 0, 1.0),
-        _p("current_a", "A", "pdu meter ups", "RMS current per phase or line", 0, 10_000,
-           row_label="phase", by_kind={Kind.PDU: (0, 1_000)}),
+        _p("current_a", "A", "pdu shelf meter ups", "RMS current per phase or line", 0, 10_000,
+           row_label="phase", by_kind={Kind.PDU: (0, 1_000), Kind.SHELF: (0, 1_000)}),
         # Low-voltage gear tops out at 600 V line-to-line (+10 %); meters may sit on medium
         # voltage. A value ten times too high (2300 V at a 230 V UPS) is out of range.
-        _p("voltage_v", "V", "pdu meter ups", "RMS voltage per phase", 0, 100_000,
-           row_label="phase", by_kind={Kind.PDU: (0, 700), Kind.UPS: (0, 700)}),
-        _p("frequency_hz", "Hz", "pdu meter ups", "Line frequency", 40, 70),
+        _p("voltage_v", "V", "pdu shelf meter ups", "RMS voltage per phase", 0, 100_000,
+           row_label="phase", by_kind={Kind.PDU: (0, 700), Kind.SHELF: (0, 700),
+                                        Kind.UPS: (0, 700)}),
+        _p("frequency_hz", "Hz", "pdu shelf meter ups", "Line frequency", 40, 70),
         _p("outlet_power_w", "W", "pdu", "Active power per outlet", 0, 50_000,
            row_label="outlet"),
         _p("outlet_current_a", "A", "pdu", "RMS current per outlet", 0, 200,
            row_label="outlet"),
         _p("load_state", "1", "pdu", "Load state (0 normal, 1 low, 2 near overload, 3 overload)",
            0, 3, states=("normal", "low", "near overload", "overload")),
+        _p("supply_power_w", "W", "shelf", "Output power per power supply", 0, 100_000,
+           row_label="supply"),
+        _p("supply_capacity_w", "W", "shelf", "Rated output capacity per power supply", 0,
+           100_000, row_label="supply"),
+        _p("supply_healthy", "1", "shelf",
+           "Per installed power supply: 1 when enabled and healthy, 0 when failed or offline",
+           0, 1, row_label="supply"),
         # The largest UPS systems are a few MW; 0xFFFF-style sentinels land far above.
         _p("input_power_w", "W", "ups", "Input active power", 0, 10_000_000),
         _p("output_power_w", "W", "ups", "Output active power", 0, 10_000_000),

@@ -1,8 +1,8 @@
 """Device profiles: the YAML language that maps a device model onto canonical points.
 
-A profile is data (collectors/snmp/*.yaml, collectors/modbus/*.yaml). This module holds its
-schema, loads and checks the files (errors name the file and the key), resolves `extends`
-fragments and keeps the registry of known profiles.
+A profile is data (collectors/snmp/*.yaml, collectors/modbus/*.yaml, collectors/redfish/*.yaml).
+This module holds its schema, loads and checks the files (errors name the file and the key),
+resolves `extends` fragments and keeps the registry of known profiles.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from dcim.errors import ConfigError, format_validation_error
 from dcim.ids import Id
 from dcim.points import POINTS, Kind
 
-Aggregate = Literal["sum", "rows", "max", "min", "mean", "first"]
+# any: 1 when some row is non-zero (even if other rows are unreadable), else 0 (alarm inputs).
+Aggregate = Literal["sum", "rows", "max", "min", "mean", "first", "any"]
 RegisterType = Literal[
     "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"
 ]
@@ -124,6 +125,55 @@ class ModbusPoint(ModbusSource):
     fallback: tuple[ModbusSource, ...] = ()
 
 
+def _check_link_path(value: str) -> str:
+    parts = value.strip("/").split("/") if value.strip("/") else []
+    if any(not p or p.startswith("@") or p.startswith("redfish") for p in parts):
+        raise ValueError(f"{value!r}: give link property names relative to the resource, "
+                         "e.g. Metrics or LeakDetection/LeakDetectors")
+    return "/".join(parts)
+
+
+class RedfishSource(Scaling):
+    """One way of reading a point over Redfish: a property of a resource linked from the device.
+
+    `collection` (optional) is a path of link properties from the device resource to a
+    collection whose members each give a row (keyed by the member's Id); `resource` is a path
+    of link properties from the device resource (or from each member) to the resource holding
+    `property`, a dotted path inside it (`PowerWatts.Reading`). `lines` expands `{line}` in the
+    property into one row per line (row key: the label). `states` maps Redfish enum strings
+    (Status.Health, DetectorState) onto numbers; `where` keeps only members whose property
+    (dotted path) has one of the given values.
+    """
+
+    collection: str | None = None
+    resource: str = ""
+    property: str = Field(min_length=1)
+    lines: dict[str, str] = {}
+    states: dict[str, float] | None = None
+    where: dict[str, tuple[str, ...]] = {}
+
+    @model_validator(mode="after")
+    def _paths(self) -> RedfishSource:
+        object.__setattr__(self, "resource", _check_link_path(self.resource))
+        if self.collection is not None:
+            object.__setattr__(self, "collection", _check_link_path(self.collection))
+            if not self.collection:
+                raise ValueError("'collection' must name a link property")
+        if self.lines and "{line}" not in self.property:
+            raise ValueError("'lines' needs '{line}' in 'property'")
+        if "{line}" in self.property and not self.lines:
+            raise ValueError("'{line}' in 'property' needs 'lines'")
+        if self.where and self.collection is None:
+            raise ValueError("'where' selects collection members: it needs 'collection'")
+        return self
+
+
+class RedfishPoint(RedfishSource):
+    """A point read over Redfish; fallbacks are tried per member where a source gives nothing."""
+
+    fallback: tuple[RedfishSource, ...] = ()
+
+
 class _ProfileBase(_Strict):
     name: Id  # a label and a tag (dcim_device_info{profile=...})
     kind: Kind
@@ -153,9 +203,19 @@ class ModbusProfile(_ProfileBase):
     points: dict[str, ModbusPoint]
 
 
-Profile = SnmpProfile | ModbusProfile
-_PROTOCOLS: dict[str, type[SnmpProfile] | type[ModbusProfile]] = {
-    "snmp": SnmpProfile, "modbus": ModbusProfile,
+class RedfishProfile(_ProfileBase):
+    """A device model read over Redfish (HTTPS, JSON), e.g. a power shelf, CDU or rack PDU."""
+
+    protocol: Literal["redfish"]
+    # Where the device's resource lives when the site config gives no `resource`: the
+    # collection must then have exactly one member.
+    collection: str = Field(pattern=r"^/redfish/v1/")
+    points: dict[str, RedfishPoint]
+
+
+Profile = SnmpProfile | ModbusProfile | RedfishProfile
+_PROTOCOLS: dict[str, type[SnmpProfile] | type[ModbusProfile] | type[RedfishProfile]] = {
+    "snmp": SnmpProfile, "modbus": ModbusProfile, "redfish": RedfishProfile,
 }
 
 

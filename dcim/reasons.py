@@ -62,6 +62,16 @@ class ErrorKind(StrEnum):
     PROTOCOL = "protocol"            # garbage, an error status, a short answer
     EXCEPTION = "exception"          # Modbus: every register read refused with an exception
     PROFILE_MISMATCH = "profile_mismatch"  # sysObjectID says it is another model
+    # Redfish (HTTP): TLS handshake or certificate refused; 401 or login refused; an HTTP error
+    # status; the device resource 404s; an answer that is not JSON (an HTML login page); a body
+    # over the size bound; no resource configured and the collection has not exactly one.
+    TLS = "tls"
+    AUTH = "auth"
+    HTTP_STATUS = "http_status"
+    NOT_FOUND = "not_found"
+    NOT_JSON = "not_json"
+    TOO_LARGE = "too_large"
+    RESOURCE = "resource"
     INTERNAL = "internal"            # a bug in dcim surfaced by this poll (logged with traceback)
     CONFIG = "config"                # credentials the SNMP stack refuses (v3 passphrase < 8)
     # SNMPv3: the agent's usmStats report (dcim.snmp.security.UsmErrorKind, one kind each)

@@ -19,15 +19,16 @@ from dcim.config import (
     Config,
     Coolant,
     Credentials,
+    Device,
     load_config_file,
 )
 from dcim.errors import ConfigError
 from dcim.points import POINTS, Kind
 from dcim.profile import Profile, ProfileRegistry
 
-DEFAULT_PORTS = {"snmp": 161, "modbus": 502}
+DEFAULT_PORTS = {"snmp": 161, "modbus": 502, "redfish": 443}
 # Device kinds whose power counts towards the rack they are attached to.
-RACK_POWER_KINDS = {Kind.PDU, Kind.METER}
+RACK_POWER_KINDS = {Kind.PDU, Kind.SHELF, Kind.METER}
 SERVING_KINDS = {Kind.CDU, Kind.METER, Kind.UPS}
 
 
@@ -42,6 +43,26 @@ class SnmpAuth:
     auth_key: str | None = field(default=None, repr=False)
     priv_protocol: str | None = None
     priv_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RedfishTarget:
+    """How to reach a Redfish service and which resource is the device (secrets hidden)."""
+
+    tls: bool = True
+    tls_verify: bool = True
+    tls_ca_file: Path | None = None
+    # The device's own resource (a collection member); None: the profile's collection's
+    # only member.
+    resource: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    http_auth: str = "auto"
+
+    @property
+    def scheme(self) -> str:
+        """https or http."""
+        return "https" if self.tls else "http"
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,7 @@ class DeviceSpec:
     framer: str = "tcp"
     coolant: Coolant | None = None
     auth: SnmpAuth | None = None
+    redfish: RedfishTarget | None = None
     # Power readings above twice this are rejected as implausible (None: no such bound).
     rack_cap_w: float | None = None
 
@@ -73,7 +95,7 @@ class DeviceSpec:
 
     @property
     def protocol(self) -> str:
-        """snmp or modbus, from its profile."""
+        """snmp, modbus or redfish, from its profile."""
         return self.profile.protocol
 
 
@@ -157,6 +179,29 @@ def _auth(creds: Credentials) -> SnmpAuth:
     )
 
 
+def _redfish_target(dev: Device, creds: Credentials | None) -> RedfishTarget:
+    return RedfishTarget(
+        tls=dev.tls if dev.tls is not None else True,
+        tls_verify=dev.tls_verify if dev.tls_verify is not None else True,
+        tls_ca_file=dev.tls_ca_file, resource=dev.resource,
+        username=creds.username if creds else None,
+        password=creds.secret("password") if creds else None,
+        http_auth=creds.http_auth if creds else "auto",
+    )
+
+
+def _check_redfish_fields(where: str, dev: Device, protocol: str) -> list[str]:
+    """tls/resource settings only mean something to a Redfish device."""
+    if protocol == "redfish":
+        given = [k for k in ("tls_verify", "tls_ca_file") if getattr(dev, k) is not None]
+        if dev.tls is False:
+            return [f"{where}.{k}: a certificate setting needs tls: true" for k in given]
+        return []
+    given = [k for k in ("tls", "tls_verify", "tls_ca_file", "resource")
+             if getattr(dev, k) is not None]
+    return [f"{where}.{k}: only for redfish devices (this one is {protocol})" for k in given]
+
+
 def _suggest(name: str, registry: ProfileRegistry) -> str:
     close = difflib.get_close_matches(name, registry.names(), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -164,7 +209,7 @@ def _suggest(name: str, registry: ProfileRegistry) -> str:
 
 
 def _rack_cap_w(config: Config, rack_id: str | None, kind: Kind) -> float | None:
-    if kind != Kind.PDU and rack_id is None:
+    if kind not in (Kind.PDU, Kind.SHELF) and rack_id is None:
         return None
     cap = next((r.cap_kw for r in config.racks if r.id == rack_id), None)
     return (cap or config.site.rack_max_kw) * 1000
@@ -188,6 +233,10 @@ def _check_credentials(name: str, creds: Credentials) -> list[str]:
                 errors.append(f"{where}.{key}: SNMPv3 keys need at least 8 characters")
     elif creds.user or creds.auth_protocol or creds.priv_protocol:
         errors.append(f"{where}.snmp_version: user/auth/priv settings need snmp_version 3")
+    if creds.username and not creds.secret("password"):
+        errors.append(f"{where}.password: required with username (or password_file)")
+    if creds.secret("password") and not creds.username:
+        errors.append(f"{where}.username: required with password")
     return errors
 
 
@@ -230,16 +279,22 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
             continue
         profile = registry[dev.profile]
         auth = None
+        redfish = None
+        errors.extend(_check_redfish_fields(where, dev, profile.protocol))
         if dev.credentials is not None and dev.credentials not in config.credentials:
             errors.append(f"{where}.credentials: unknown credentials '{dev.credentials}'")
         elif profile.protocol == "snmp":
             named = config.credentials.get(dev.credentials or "default")
             auth = _auth(named) if named else SnmpAuth()
+        elif profile.protocol == "redfish":
+            named = config.credentials.get(dev.credentials) if dev.credentials else None
+            redfish = _redfish_target(dev, named)
         if dev.rack is not None:
             if dev.rack not in feeds:
                 errors.append(f"{where}.rack: unknown rack '{dev.rack}'")
             elif profile.kind not in RACK_POWER_KINDS:
-                errors.append(f"{where}.rack: a {profile.kind} cannot feed a rack (pdu or meter only)")
+                errors.append(
+                    f"{where}.rack: a {profile.kind} cannot feed a rack (pdu, shelf or meter only)")
             elif "power_w" not in profile.points:
                 errors.append(f"{where}.rack: profile '{profile.name}' has no power_w point")
             else:
@@ -270,7 +325,8 @@ def build_site(config: Config, registry: ProfileRegistry) -> Site:
             interval=interval, timeout=timeout, retries=polling.retries,
             max_age=max(polling.max_age, interval), rack=dev.rack, feed=dev.feed or
             ("A" if dev.rack else None), serves=dev.serves, framer=dev.framer,
-            coolant=coolant, auth=auth, rack_cap_w=_rack_cap_w(config, dev.rack, profile.kind),
+            coolant=coolant, auth=auth, redfish=redfish,
+            rack_cap_w=_rack_cap_w(config, dev.rack, profile.kind),
         )
 
     errors += [f"{where}: unknown rack or device '{target}'" for where, target in serving

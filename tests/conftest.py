@@ -29,6 +29,7 @@ from support.servers import (
     PrometheusServer,
     SnmpdServer,
     SnmpsimServer,
+    SushyStaticServer,
     VictoriaMetricsServer,
     WebhookReceiver,
     promtool_binary,
@@ -129,6 +130,20 @@ def snmpsim_factory(server_registry: ServerRegistry) -> Callable[..., SnmpsimSer
         if data_dir is None:
             raise ValueError("snmpsim_factory needs data_dir or records")
         return server_registry.add(SnmpsimServer(workdir, data_dir, extra_args=extra_args), start)
+
+    return make
+
+
+# --- Redfish --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sushy_static_factory(server_registry: ServerRegistry) -> Callable[..., SushyStaticServer]:
+    """make(mockup_dir, cert_file=None, key_file=None, start=True) -> SushyStaticServer."""
+
+    def make(mockup_dir: Path, *, start: bool = True, **kwargs: Any) -> SushyStaticServer:
+        workdir = server_registry.workdir("sushy-static")
+        return server_registry.add(SushyStaticServer(workdir, mockup_dir, **kwargs), start)
 
     return make
 

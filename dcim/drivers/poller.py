@@ -9,6 +9,7 @@ import time
 
 from dcim.decode import Decoded, decode_modbus, decode_snmp
 from dcim.drivers.modbus import ModbusClient, ModbusDeviceError
+from dcim.drivers.redfish import RedfishDriver
 from dcim.drivers.snmp import (
     FastClient,
     PysnmpClient,
@@ -19,9 +20,16 @@ from dcim.drivers.snmp import (
     primary_plan,
 )
 from dcim.errors import ConfigError
-from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile, sys_object_id_matches
+from dcim.profile import (
+    ModbusProfile,
+    ProfileRegistry,
+    RedfishProfile,
+    SnmpProfile,
+    sys_object_id_matches,
+)
 from dcim.readings import PollResult, failed
 from dcim.reasons import ErrorKind
+from dcim.redfish.client import RedfishError
 from dcim.site import DeviceSpec
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
@@ -40,7 +48,7 @@ def profile_hint(sys_object_id: str) -> str:
 
 
 class Poller:
-    """Polls devices over SNMP or Modbus; one instance (one SNMP engine) per process."""
+    """Polls devices over SNMP, Modbus or Redfish; one instance (one SNMP engine) per process."""
 
     def __init__(self, max_in_flight: int = 64):
         self._max_in_flight = max_in_flight
@@ -49,6 +57,7 @@ class Poller:
         # pysnmp is the reference implementation; DCIM_SNMP_ENGINE=pysnmp uses it for v1/v2c too.
         self._fast_ok = os.environ.get("DCIM_SNMP_ENGINE", "fast") != "pysnmp"
         self._modbus = ModbusClient()
+        self._redfish = RedfishDriver()
         self._verified: set[tuple[str, int]] = set()
 
     def _snmp_client(self, device: DeviceSpec) -> SnmpDriver:
@@ -65,6 +74,7 @@ class Poller:
     async def close(self) -> None:
         """Close sockets and connections."""
         await self._modbus.close()
+        await self._redfish.close()
         for client in (self._fast, self._pysnmp):
             if client is not None:
                 client.close()
@@ -78,9 +88,11 @@ class Poller:
             async with asyncio.timeout(budget):
                 if isinstance(device.profile, SnmpProfile):
                     result = await self._poll_snmp(device, device.profile, only)
+                elif isinstance(device.profile, RedfishProfile):
+                    result = await self._redfish.poll(device, device.profile, only)
                 else:
                     result = await self._poll_modbus(device, device.profile, only)
-        except (SnmpDeviceError, ModbusDeviceError) as exc:
+        except (SnmpDeviceError, ModbusDeviceError, RedfishError) as exc:
             return failed(device.id, time.time(), time.monotonic() - started, exc.kind, str(exc))
         except TimeoutError:
             return failed(device.id, time.time(), time.monotonic() - started,

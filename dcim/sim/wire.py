@@ -337,4 +337,6 @@ def encoder_for(profile: Profile, hints: VendorHints, device_id: str,
     """The encoder matching a profile's protocol."""
     if isinstance(profile, SnmpProfile):
         return SnmpEncoder(profile, hints, device_id, old_firmware)
-    return ModbusEncoder(profile, hints)
+    if isinstance(profile, ModbusProfile):
+        return ModbusEncoder(profile, hints)
+    raise ValueError(f"{profile.name}: no register or OID encoder for {profile.protocol}")

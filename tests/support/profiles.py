@@ -3,6 +3,7 @@
 Fixtures (the project's own, synthetic), named <profile> or <profile>--<case>:
   tests/fixtures/snmp/<name>.snmprec + <name>.golden.json
   tests/fixtures/modbus/<name>.yaml  (register words, optional exceptions, and `golden:`)
+  tests/fixtures/redfish/<name>/ (a DMTF-layout mockup) + <name>.golden.json
 A `<profile>--<case>` fixture is one field behaviour (a sentinel, negative rows, 10x units, an
 overflowing scale factor...) read with that profile. A golden is
 {"points": {name: number or {row: number}}, "errors": [names] or {name: reason}}: `errors` lists
@@ -23,8 +24,9 @@ import pytest
 import yaml
 
 from dcim.decode import Decoded, Missing, ModbusData, SnmpData, decode_modbus, decode_snmp
-from dcim.profile import Profile, ProfileRegistry, SnmpProfile, builtin_profile_dir
+from dcim.profile import Profile, ProfileRegistry, RedfishProfile, SnmpProfile, builtin_profile_dir
 from dcim.reasons import PointError
+from support.redfish import REDFISH_FIXTURES, decode_mockup, read_mockup
 from support.snmprec import load_snmprec, snmp_data_for
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -72,6 +74,11 @@ def snmp_fixture_path(name: str) -> Path:
 
 def snmp_golden_path(name: str) -> Path:
     return SNMP_FIXTURES / f"{name}.golden.json"
+
+
+def redfish_fixture_paths(name: str) -> list[Path]:
+    """The mockup directory and golden of a Redfish profile."""
+    return [REDFISH_FIXTURES / name / "index.json", REDFISH_FIXTURES / f"{name}.golden.json"]
 
 
 def modbus_fixture_path(name: str) -> Path:
@@ -157,6 +164,8 @@ def golden_of(profile: Profile, fixture: str | None = None) -> dict[str, Any]:
     name = fixture or profile.name
     if isinstance(profile, SnmpProfile):
         golden = json.loads(snmp_golden_path(name).read_text(encoding="utf-8"))
+    elif isinstance(profile, RedfishProfile):
+        return read_mockup(REDFISH_FIXTURES / f"{name}.golden.json").golden
     else:
         golden = modbus_fixture(name)["golden"]
     errors = golden.get("errors")
@@ -167,6 +176,9 @@ def decode_fixture(profile: Profile, fixture: str | None = None) -> Decoded:
     """Decode a fixture (default: the profile's own) offline (no rack cap)."""
     if isinstance(profile, SnmpProfile):
         return decode_snmp(profile, snmp_fixture(profile, fixture))
+    if isinstance(profile, RedfishProfile):
+        golden = REDFISH_FIXTURES / f"{fixture or profile.name}.golden.json"
+        return decode_mockup(profile, read_mockup(golden))
     return decode_modbus(profile, modbus_data(modbus_fixture(fixture or profile.name)))
 
 

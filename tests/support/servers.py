@@ -798,6 +798,34 @@ class SnmpsimServer(ManagedServer):
 # --- MQTT -------------------------------------------------------------------------------------
 
 
+class SushyStaticServer(ManagedServer):
+    """sushy-tools' `sushy-static`: serves a DMTF-layout mockup directory (index.json per
+    resource) to GET only; no authentication, sessions, $expand or $select (404 with a query),
+    one request at a time. Optional TLS with a certificate and key."""
+
+    name = "sushy-static"
+
+    def __init__(self, workdir: Path, mockup_dir: Path, *, cert_file: Path | None = None,
+                 key_file: Path | None = None, ready_timeout: float = 30.0) -> None:
+        super().__init__(workdir, ready_timeout=ready_timeout)
+        self.exe = _venv_script("sushy-static", "sushy-tools")
+        self.mockup_dir = Path(mockup_dir)
+        self.cert_file, self.key_file = cert_file, key_file
+        if not (self.mockup_dir / "index.json").is_file():
+            raise ServerError(f"{self.mockup_dir}: no index.json (not a mockup directory)")
+
+    def command(self) -> list[str]:
+        """sushy-static on 127.0.0.1:port."""
+        tls = ["-c", str(self.cert_file), "-k", str(self.key_file)] if self.cert_file else []
+        return [self.exe, "-i", HOST, "-p", str(self.port), "-m", str(self.mockup_dir), *tls]
+
+    def is_ready(self) -> bool:
+        """The service root is served."""
+        if self.cert_file:
+            return self.owns_port()
+        return _http_ok(f"http://{self.address}/redfish/v1/")
+
+
 def _mqtt_connack(host: str, port: int, timeout: float = 2.0) -> int:
     """MQTT 3.1.1 CONNECT with a throwaway client id; return the CONNACK return code."""
     client_id = f"ready-{os.getpid()}-{time.monotonic_ns()}".encode()

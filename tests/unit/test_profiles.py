@@ -28,6 +28,7 @@ from support.profiles import (
     modbus_fixture_names,
     modbus_fixture_path,
     profile_of,
+    redfish_fixture_paths,
     shipped_profile_files,
     shipped_registry,
     snmp_fixture_names,
@@ -49,6 +50,7 @@ from dcim.errors import ConfigError
 from dcim.profile import (
     ModbusProfile,
     ProfileRegistry,
+    RedfishProfile,
     SnmpProfile,
 )
 from dcim.reasons import Reason
@@ -143,6 +145,8 @@ def test_profile_decodes_its_fixture_to_golden(name: str) -> None:
     profile = shipped_registry()[name]
     if isinstance(profile, SnmpProfile):
         missing = [p for p in (snmp_fixture_path(name), snmp_golden_path(name)) if not p.is_file()]
+    elif isinstance(profile, RedfishProfile):
+        missing = [p for p in redfish_fixture_paths(name) if not p.is_file()]
     else:
         missing = [p for p in (modbus_fixture_path(name),) if not p.is_file()]
     if missing:
