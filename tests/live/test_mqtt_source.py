@@ -168,7 +168,7 @@ async def test_source_reconnects_after_a_broker_restart(mosquitto: MosquittoServ
 def test_daemon_takes_a_bms_leak_instead_of_polling(tmp_path: Any, mosquitto: MosquittoServer) -> None:
     """`dcim run` end to end: the tiny site's CDU is fed by the BMS, not polled."""
     import yaml
-    from daemon_process import DaemonProcess
+    from support.daemon_process import DaemonProcess
     from support.servers import wait_until
 
     from dcim.sim.child import SimulatorProcess
