@@ -4,6 +4,13 @@ Device counters reset (APC user reset, Eaton resettable Wh) and wrap (Raritan Un
 the ledger turns them into per-device increments that never go backwards. Devices without
 a counter have their power integrated (trapezoids between fresh readings, never across a
 gap longer than max_age). Pure: no I/O and no clock; the daemon persists `DeviceEnergy`.
+
+A counter is checked against power: an increase larger than the device's power could deliver
+since the counter last moved (JUMP_MARGIN x the higher power reading, plus two counter steps)
+is refused (`jumps`), the counter re-baselined and only the power-integrated estimate
+credited. A decrease that is not a wrap is held for one reading: if the counter comes back to
+its old count it was a glitch (`glitches`: a meter reading 0 for a few seconds), if it counts
+on from the low value it was a reset. The ledger never jumps.
 """
 
 from __future__ import annotations
@@ -16,7 +23,11 @@ from dcim.readings import PollResult
 from dcim.site import DeviceSpec, Site, power_point
 
 Method = Literal["counter", "integrated"]
+Event = Literal["reset", "wrap", "glitch", "jump"]
 WH = 3600.0  # joules per watt-hour
+# How much more energy than power x time a counter increase may show before it is refused:
+# power is sampled at the ends of the interval, the load may peak between them.
+JUMP_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,13 @@ class DeviceEnergy:
     last_time: float | None = None
     resets: int = 0
     wraps: int = 0
+    # Counter increases refused as more than power could deliver, and decreases that came back.
+    jumps: int = 0
+    glitches: int = 0
+    # A decrease seen at the last reading, not yet known to be a reset or a glitch.
+    suspect_wh: float | None = None
+    # When the counter last changed (the span its next increase is checked against).
+    changed_time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,7 @@ class Increment:
     device: str
     joules: float
     method: Method
-    event: Literal["reset", "wrap"] | None = None
+    event: Event | None = None
 
 
 def counter_wrap_wh(device: DeviceSpec) -> float | None:
@@ -48,6 +66,12 @@ def counter_wrap_wh(device: DeviceSpec) -> float | None:
     if point is None or point.wrap is None:
         return None
     return point.wrap * point.scale
+
+
+def counter_step_wh(device: DeviceSpec) -> float:
+    """The smallest step the device's counter shows as the profile scales it (0.1 kWh: 100)."""
+    point = device.profile.points.get("energy_wh")
+    return abs(point.scale) if point is not None else 1.0
 
 
 def _power(device: DeviceSpec, result: PollResult, role: str) -> float | None:
@@ -67,24 +91,13 @@ def observe(device: DeviceSpec, role: str, prev: DeviceEnergy,
     if isinstance(energy, Mapping):
         energy = sum(energy.values())
     t = result.time
-    fresh_gap = prev.last_time is not None and 0 < t - prev.last_time <= device.max_age
     if energy is not None:
-        state = replace(prev, method="counter", last_wh=float(energy), last_power_w=power,
-                        last_time=t)
-        if prev.last_wh is None or prev.method != "counter":
-            return state, None  # first reading: a baseline, nothing to count yet
-        delta_wh = float(energy) - prev.last_wh
-        event: Literal["reset", "wrap"] | None = None
-        if delta_wh < 0:
-            delta_wh, event = _after_decrease(device, prev, float(energy), power, t)
-            state = replace(state, resets=state.resets + (event == "reset"),
-                            wraps=state.wraps + (event == "wrap"))
-        joules = delta_wh * WH
-        return replace(state, total_j=prev.total_j + joules), Increment(
-            device.id, joules, "counter", event)
+        return _counter(device, prev, float(energy), power, t)
     if power is None:
         return replace(prev, last_power_w=None, last_time=t), None
-    state = replace(prev, method="integrated", last_power_w=power, last_time=t, last_wh=None)
+    fresh_gap = prev.last_time is not None and 0 < t - prev.last_time <= device.max_age
+    state = replace(prev, method="integrated", last_power_w=power, last_time=t, last_wh=None,
+                    suspect_wh=None)
     if not fresh_gap or prev.last_power_w is None or prev.method != "integrated":
         return state, None
     assert prev.last_time is not None
@@ -93,23 +106,89 @@ def observe(device: DeviceSpec, role: str, prev: DeviceEnergy,
         device.id, joules, "integrated")
 
 
-def _after_decrease(device: DeviceSpec, prev: DeviceEnergy, now_wh: float,
-                    power: float | None, t: float) -> tuple[float, Literal["reset", "wrap"]]:
-    """Energy since the previous reading when the counter went down: a wrap or a reset."""
-    assert prev.last_wh is not None and prev.last_time is not None
-    hours = max(t - prev.last_time, 0.0) / 3600.0
+def _counter(device: DeviceSpec, prev: DeviceEnergy, now_wh: float, power: float | None,
+             t: float) -> tuple[DeviceEnergy, Increment | None]:
+    moved = replace(prev, method="counter", last_wh=now_wh, last_power_w=power, last_time=t,
+                    suspect_wh=None)
+    if prev.last_wh is None or prev.method != "counter" or prev.last_time is None:
+        return replace(moved, changed_time=t), None  # first reading: a baseline
+    delta_wh = now_wh - prev.last_wh
+    if prev.suspect_wh is not None and delta_wh < 0:
+        if now_wh < prev.suspect_wh:
+            return replace(prev, suspect_wh=now_wh), None  # still going down: keep waiting
+        # Counting on from the low value: the counter was reset. What it shows now was used
+        # after the reset; power tells us the rest when it is known.
+        expected = _expected_wh(prev, power, t)
+        wh = now_wh if _credible(device, prev, now_wh, power, t) else 0.0
+        return _credit(replace(moved, changed_time=t, resets=prev.resets + 1),
+                       device, max(wh, expected or 0.0), "reset")
+    if delta_wh < 0:
+        wrapped = _wrapped_wh(device, prev, now_wh, power, t)
+        if wrapped is not None:
+            return _credit(replace(moved, changed_time=t, wraps=prev.wraps + 1), device,
+                           wrapped, "wrap")
+        # Reset or glitch? Hold the old baseline and decide with the next reading.
+        return replace(prev, suspect_wh=now_wh), None
+    glitch = prev.suspect_wh is not None
+    if glitch:
+        moved = replace(moved, glitches=prev.glitches + 1)
+    if not _credible(device, prev, delta_wh, power, t):
+        # More than the device's power could deliver: never a jump in the ledger. Re-baseline
+        # on the new count and credit only what power says.
+        state = replace(moved, changed_time=t, jumps=prev.jumps + 1)
+        expected = _expected_wh(prev, power, t)
+        if expected is None:
+            return state, Increment(device.id, 0.0, "integrated", "jump")
+        joules = expected * WH
+        return replace(state, total_j=prev.total_j + joules), Increment(
+            device.id, joules, "integrated", "jump")
+    if delta_wh > 0:
+        moved = replace(moved, changed_time=t)
+    return _credit(moved, device, delta_wh, "glitch" if glitch else None)
+
+
+def _credit(state: DeviceEnergy, device: DeviceSpec, wh: float,
+            event: Event | None) -> tuple[DeviceEnergy, Increment]:
+    joules = wh * WH
+    return replace(state, total_j=state.total_j + joules), Increment(
+        device.id, joules, "counter", event)
+
+
+def _expected_wh(prev: DeviceEnergy, power: float | None, t: float) -> float | None:
+    """Energy power readings say was used since the previous reading (mean of the two ends)."""
+    assert prev.last_time is not None
     watts = [p for p in (prev.last_power_w, power) if p is not None]
-    expected_wh = (sum(watts) / len(watts) * hours) if watts else None
+    if not watts:
+        return None
+    return sum(watts) / len(watts) * max(t - prev.last_time, 0.0) / 3600.0
+
+
+def _credible(device: DeviceSpec, prev: DeviceEnergy, increase_wh: float,
+              power: float | None, t: float) -> bool:
+    """Whether the device's power could have delivered this increase since the counter moved."""
+    watts = [p for p in (prev.last_power_w, power) if p is not None]
+    if not watts:
+        return True  # no power reading to check against
+    since = prev.changed_time if prev.changed_time is not None else prev.last_time
+    assert since is not None
+    hours = max(t - since, 0.0) / 3600.0
+    return increase_wh <= JUMP_MARGIN * max(watts) * hours + 2 * counter_step_wh(device) + 1.0
+
+
+def _wrapped_wh(device: DeviceSpec, prev: DeviceEnergy, now_wh: float, power: float | None,
+                t: float) -> float | None:
+    """Energy since the previous reading if the decrease is a credible wrap, else None."""
+    assert prev.last_wh is not None
     modulus = counter_wrap_wh(device)
-    if modulus is not None:
-        wrapped = modulus - prev.last_wh + now_wh
-        # A wrap is only credible if the counter was near its top and the step is plausible.
-        near_top = prev.last_wh > modulus / 2
-        if near_top and (expected_wh is None or wrapped <= 2 * expected_wh + 1.0):
-            return wrapped, "wrap"
-    # Reset: the counter restarted from zero sometime in the interval. What it shows now was
-    # used after the reset; power tells us the rest when it is known.
-    return max(now_wh, expected_wh or 0.0), "reset"
+    if modulus is None:
+        return None
+    wrapped = modulus - prev.last_wh + now_wh
+    expected = _expected_wh(prev, power, t)
+    # A wrap is only credible if the counter was near its top and the step is plausible.
+    near_top = prev.last_wh > modulus / 2
+    if near_top and (expected is None or wrapped <= 2 * expected + 1.0):
+        return wrapped
+    return None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import astuple
+from dataclasses import astuple, fields
 from pathlib import Path
 
 from dcim.compute.energy import DeviceEnergy, Method, Totals
@@ -20,11 +20,20 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS device_energy (
     device TEXT PRIMARY KEY, total_j REAL NOT NULL, method TEXT NOT NULL, last_wh REAL,
-    last_power_w REAL, last_time REAL, resets INTEGER NOT NULL, wraps INTEGER NOT NULL);
+    last_power_w REAL, last_time REAL, resets INTEGER NOT NULL, wraps INTEGER NOT NULL,
+    jumps INTEGER NOT NULL DEFAULT 0, glitches INTEGER NOT NULL DEFAULT 0, suspect_wh REAL,
+    changed_time REAL);
 CREATE TABLE IF NOT EXISTS totals (
     bucket TEXT NOT NULL, method TEXT NOT NULL, joules REAL NOT NULL,
     PRIMARY KEY (bucket, method));
 """
+# Columns added after schema 1 shipped: added in place to an older file (values: defaults).
+_ADDED_COLUMNS = {
+    "jumps": "INTEGER NOT NULL DEFAULT 0", "glitches": "INTEGER NOT NULL DEFAULT 0",
+    "suspect_wh": "REAL", "changed_time": "REAL",
+}
+_DEVICE_COLUMNS = ("total_j, method, last_wh, last_power_w, last_time, resets, wraps, jumps, "
+                   "glitches, suspect_wh, changed_time")
 
 
 log = logging.getLogger("dcim.state")
@@ -58,6 +67,10 @@ class EnergyStore:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StateError(f"{path}: state schema {row[0]} is not {SCHEMA_VERSION}")
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(device_energy)")}
+            for column, decl in _ADDED_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE device_energy ADD COLUMN {column} {decl}")
             self._db.execute("PRAGMA quick_check").fetchone()
             self._db.execute(f"PRAGMA busy_timeout={SAVE_BUSY_MS}")
         except (sqlite3.Error, OSError, ValueError) as exc:
@@ -72,8 +85,7 @@ class EnergyStore:
             devices = {
                 row[0]: DeviceEnergy(*row[1:])
                 for row in self._db.execute(
-                    "SELECT device, total_j, method, last_wh, last_power_w, last_time, resets, wraps"
-                    " FROM device_energy")
+                    f"SELECT device, {_DEVICE_COLUMNS} FROM device_energy")
             }
             buckets: dict[tuple[str, Method], float] = {
                 (b, m): j for b, m, j in self._db.execute("SELECT bucket, method, joules FROM totals")
@@ -93,7 +105,8 @@ class EnergyStore:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany(
-                    "INSERT OR REPLACE INTO device_energy VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO device_energy (device, {_DEVICE_COLUMNS}) "
+                    f"VALUES ({', '.join('?' * (len(fields(DeviceEnergy)) + 1))})",
                     [(device, *astuple(state)) for device, state in self._unsaved.items()],
                 )
                 self._db.executemany(

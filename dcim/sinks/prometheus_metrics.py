@@ -226,11 +226,17 @@ def _energy(pub: Published) -> Iterator[Metric]:
                 ["site", "device", "method"])
     resets = _c("dcim_device_energy_counter_resets", "Device energy counter resets seen",
                 ["site", "device"])
+    refused = _c("dcim_device_energy_counter_refused",
+                 "Energy counter readings not taken as they are: jump (an increase beyond what "
+                 "the device's power could deliver), glitch (a drop that came back)",
+                 ["site", "device", "reason"])
     for device_id, state in sorted(pub.device_energy.items()):
         if device_id in pub.site.devices:
             device.add_metric([site, device_id, state.method], state.total_j)
             resets.add_metric([site, device_id], float(state.resets))
-    yield from (facility, it, rack, device, resets)
+            refused.add_metric([site, device_id, "jump"], float(state.jumps))
+            refused.add_metric([site, device_id, "glitch"], float(state.glitches))
+    yield from (facility, it, rack, device, resets, refused)
 
 
 def _devices(pub: Published, health: Health) -> Iterator[Metric]:

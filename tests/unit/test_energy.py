@@ -23,10 +23,11 @@ from dcim.site import DeviceSpec
 T0 = 1_800_000_000.0
 
 
-def _device(wrap: float | None = None, energy: bool = True) -> DeviceSpec:
+def _device(wrap: float | None = None, energy: bool = True, scale: float = 1.0) -> DeviceSpec:
     points: dict[str, object] = {"power_w": {"oid": "1.3.6.1.4.1.1.1.0"}}
     if energy:
-        points["energy_wh"] = {"oid": "1.3.6.1.4.1.1.2.0", **({"wrap": wrap} if wrap else {})}
+        points["energy_wh"] = {"oid": "1.3.6.1.4.1.1.2.0", "scale": scale,
+                               **({"wrap": wrap} if wrap else {})}
     profile = SnmpProfile.model_validate({"name": "p", "kind": "pdu", "protocol": "snmp",
                                           "description": "d", "points": points})
     return DeviceSpec(id="pdu", profile=profile, host="h", port=161, unit=1, interval=10.0,
@@ -61,12 +62,43 @@ def test_counter_deltas() -> None:
 
 
 def test_reset_is_not_negative_energy() -> None:
-    # APC-style user reset between two polls: the counter restarts near zero.
-    state, incs = run(_device(), [reading(0, 36_000, 5000.0), reading(10, 36_000, 0.05)])
-    assert incs[0].event == "reset"
-    # Power says 36 kW x 10 s = 0.1 kWh were used; the counter alone shows 0.05 Wh.
-    assert incs[0].joules == pytest.approx(0.1 * 1000 * WH)
-    assert state.resets == 1 and state.total_j > 0
+    # APC-style user reset between two polls: the counter restarts near zero and counts on.
+    state, incs = run(_device(), [reading(0, 36_000, 5000.0), reading(10, 36_000, 0.05),
+                                  reading(20, 36_000, 100.05)])
+    # The drop is held for one reading (reset or glitch?); counting on from it is a reset.
+    assert [i.event for i in incs] == ["reset"]
+    # Power says 36 kW x 20 s = 0.2 kWh were used; the counter alone shows 100.05 Wh.
+    assert incs[0].joules == pytest.approx(0.2 * 1000 * WH)
+    assert state.resets == 1 and state.glitches == 0 and state.total_j > 0
+
+
+def test_a_drop_that_comes_back_is_a_glitch_not_a_reset() -> None:
+    # A utility meter (123.5 MWh on its register) reads 0 for one poll, then its count again.
+    lifetime = 123_500_000.0
+    state, incs = run(_device(), [reading(0, 1_000_000, lifetime), reading(10, 1_000_000, 0.0),
+                                  reading(20, 1_000_000, lifetime + 5_555.0)])
+    assert state.resets == 0 and state.glitches == 1
+    # Only the 5.6 kWh used in the 20 s reach the ledger, never the meter's lifetime.
+    assert sum(i.joules for i in incs) == pytest.approx(5_555.0 * WH)
+    assert state.total_j == pytest.approx(5_555.0 * WH)
+
+
+def test_an_increase_beyond_what_power_delivers_is_refused() -> None:
+    # 10 kW for 10 s is 28 Wh; the counter claims 1 MWh: refused, re-baselined, power credited.
+    state, incs = run(_device(), [reading(0, 10_000, 1000.0), reading(10, 10_000, 1_001_000.0),
+                                  reading(20, 10_000, 1_001_027.0)])
+    assert state.jumps == 1
+    assert incs[0].event == "jump" and incs[0].method == "integrated"
+    assert incs[0].joules == pytest.approx(10_000 * 10)
+    assert incs[1].joules == pytest.approx(27.0 * WH) and incs[1].event is None
+
+
+def test_a_coarse_counter_step_after_a_quiet_hour_is_credible() -> None:
+    # 1 kW on a counter in 0.1 kWh steps: it moves 100 Wh every six minutes, not every poll.
+    device = _device(scale=100.0)
+    readings = [reading(t, 1000, 12_300.0) for t in range(0, 360, 10)]
+    state, incs = run(device, [*readings, reading(360, 1000, 12_400.0)])
+    assert state.jumps == 0 and sum(i.joules for i in incs) == pytest.approx(100.0 * WH)
 
 
 def test_wrap_of_unsigned32_counter() -> None:
@@ -80,7 +112,8 @@ def test_wrap_of_unsigned32_counter() -> None:
 
 def test_wrap_without_headroom_is_a_reset() -> None:
     device = _device(wrap=4294967296)
-    _, incs = run(device, [reading(0, 1000, 1000.0), reading(10, 1000, 5.0)])
+    _, incs = run(device, [reading(0, 1000, 1000.0), reading(10, 1000, 5.0),
+                           reading(20, 1000, 7.0)])
     assert incs[0].event == "reset"
 
 
@@ -179,3 +212,27 @@ def test_what_a_lock_kept_unsaved_is_written_at_close(tmp_path: Path) -> None:
     reopened = EnergyStore(path)
     assert reopened.load()[0] == {"a": state}
     reopened.close()
+
+
+def test_state_schema_1_file_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE device_energy (device TEXT PRIMARY KEY, total_j REAL NOT NULL,"
+        " method TEXT NOT NULL, last_wh REAL, last_power_w REAL, last_time REAL,"
+        " resets INTEGER NOT NULL, wraps INTEGER NOT NULL);"
+        "INSERT INTO device_energy VALUES ('pdu', 7200.0, 'counter', 12.0, 100.0, 5.0, 1, 0);")
+    db.commit()
+    db.close()
+    store = EnergyStore(path)
+    devices, _ = store.load()
+    assert devices["pdu"] == DeviceEnergy(7200.0, "counter", 12.0, 100.0, 5.0, 1, 0)
+    held = DeviceEnergy(7200.0, "counter", 12.0, 100.0, 5.0, 1, 0, jumps=2, glitches=3,
+                        suspect_wh=0.0, changed_time=4.0)
+    store.save({"pdu": held}, Totals({}))
+    store.close()
+    assert EnergyStore(path).load()[0]["pdu"] == held
