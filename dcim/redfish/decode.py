@@ -18,7 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcim.decode import Decoded, Missing, Unavailable, _aggregate, _check, _Context, _scale
+from dcim.decode import (
+    Decoded,
+    Missing,
+    Unavailable,
+    _aggregate,
+    _check,
+    _Context,
+    _scale,
+    check_plausible,
+)
 from dcim.profile import RedfishPoint, RedfishProfile, RedfishSource
 from dcim.readings import PointValue
 from dcim.reasons import Reason
@@ -222,7 +231,18 @@ def _rows(walk: _Walk, source: RedfishSource, device: Mapping[str, Any],
     return out
 
 
-def _point(walk: _Walk, point: RedfishPoint, device: Mapping[str, Any]) -> tuple[PointValue, Any]:
+def _row_checked(ctx: _Context, value: float | Unavailable) -> float | Unavailable:
+    """A row's value against its point's range, before any aggregate sees it."""
+    if isinstance(value, Unavailable):
+        return value
+    try:
+        return ctx.check(value)
+    except Unavailable as why:
+        return why
+
+
+def _point(walk: _Walk, point: RedfishPoint, device: Mapping[str, Any],
+           ctx: _Context) -> tuple[PointValue, Any]:
     rows: dict[tuple[str, str], tuple[str, float | Unavailable, Any]] = {}
     good_from: str | None = None  # the collection the good rows so far come from
     for source in (point, *point.fallback):
@@ -249,7 +269,7 @@ def _point(walk: _Walk, point: RedfishPoint, device: Mapping[str, Any]) -> tuple
         if isinstance(single, Unavailable):
             raise single
         return single, raw
-    values = {row: v for row, v, _ in rows.values() if row}
+    values = {row: _row_checked(ctx, v) for row, v, _ in rows.values() if row}
     for row, v, _ in rows.values():
         if not row and isinstance(v, Unavailable) and not values:
             raise v
@@ -269,8 +289,9 @@ def decode_redfish(profile: RedfishProfile, data: RedfishData, rack_cap_w: float
         return out
     for name, point in wanted.items():
         try:
-            value, raw = _point(walk, point, device)
-            value, why = _check(_Context(name, profile.kind, rack_cap_w), value)
+            ctx = _Context(name, profile.kind, rack_cap_w)
+            value, raw = _point(walk, point, device, ctx)
+            value, why = _check(ctx, value)
         except _Pending:
             continue
         except Unavailable as exc:
@@ -280,7 +301,7 @@ def decode_redfish(profile: RedfishProfile, data: RedfishData, rack_cap_w: float
         out.raw[name] = raw
         if why:
             out.errors[name] = why
-    return out
+    return check_plausible(profile, out)
 
 
 def _top(point: RedfishPoint) -> set[str]:
