@@ -29,6 +29,8 @@ from dcim.profile import Profile, ProfileRegistry
 DEFAULT_PORTS = {"snmp": 161, "modbus": 502, "redfish": 443}
 # Device kinds whose power counts towards the rack they are attached to.
 RACK_POWER_KINDS = {Kind.PDU, Kind.SHELF, Kind.METER}
+# Device kinds that may say what they serve: a CDU the racks it cools, a meter or UPS where its
+# power goes (the DSX power path: racks or devices).
 SERVING_KINDS = {Kind.CDU, Kind.METER, Kind.UPS}
 
 

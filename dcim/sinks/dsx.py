@@ -20,12 +20,14 @@ value with its metadata by tagPath alone. Which device point becomes which DSX p
   objectType in associate mode (`associateId` = its PowerMeter): a UPS's on-battery Status and
   battery figures (GenericPoint), a chiller's water temperatures.
 - A CDU is a named object (servesId = its racks) with its secondary loop points.
+- dcim's own System HeartbeatTimestampBms, every 10 s.
 
 A value that is withheld (incomplete or stale inputs) is sent as value null, quality 0.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -168,6 +170,9 @@ RACK_POINTS: tuple[PointMap, ...] = (
     PointMap("leak", "RackLeakDetect", "leak", states=LEAK),
 )
 RACK_POWER_TAG = "power"
+# No rack or device tag is "heartbeat": this tagPath is nobody else's, even beside a device "dcim".
+HEARTBEAT_TAG = "dcim/heartbeat"
+HEARTBEAT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,9 +321,24 @@ def _rack_points(pub: Published, prefix: str) -> Iterator[DsxPoint]:
                            _convert(value, pmap), when if when is not None else snap.time)
 
 
+def heartbeat(pub: Published, prefix: str) -> DsxPoint:
+    """dcim's HeartbeatTimestampBms: lets a consumer tell "nothing changed" from "dcim is gone".
+
+    Its value is the snapshot time in ms, floored to HEARTBEAT_S: it changes, and so is sent,
+    every 10 s, as the bus asks of a BMS heartbeat. `scope` names the topics it vouches for.
+    """
+    beat = math.floor(pub.snapshot.time / HEARTBEAT_S) * HEARTBEAT_S
+    meta = {"objectType": "System", "pointType": "HeartbeatTimestampBms",
+            "objectName": f"dcim {pub.site.name}", "objectId": f"dcim-{pub.site.name}",
+            "scope": f"{ROOT}/+/+/+/{prefix}/#"}
+    return DsxPoint("System", "HeartbeatTimestampBms", f"{prefix}/{HEARTBEAT_TAG}", meta,
+                    round(beat * 1000), beat)
+
+
 def dsx_points(pub: Published, tag_prefix: str | None = None) -> Iterator[DsxPoint]:
     """Every DSX point of one snapshot."""
     prefix = tag_prefix or pub.site.name
+    yield heartbeat(pub, prefix)
     yield from _rack_points(pub, prefix)
     for spec in pub.site.devices.values():
         yield from _device_points(pub, spec, prefix)

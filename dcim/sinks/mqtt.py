@@ -3,9 +3,10 @@
 publish() never blocks: state (retained topics and DSX values) is coalesced per topic (only the
 latest value of a topic is worth sending, so that queue is bounded by the number of topics);
 events go to a bounded queue whose oldest entries are dropped and counted when the broker is
-away for long. A background task keeps one connection (TLS, username/password, a fixed client id and a
-persistent session), reconnects with backoff and sends events first; an event leaves the queue
-only once the broker acknowledged it (QoS 1 PUBACK), so a broker restart loses none.
+away for long. A background task keeps one connection (MQTT 3.1.1, TLS, username/password, a
+fixed client id and a persistent session), reconnects with backoff and sends events first; an
+event leaves the queue only once the broker acknowledged it (QoS 1 PUBACK), so a broker restart
+loses none.
 """
 
 from __future__ import annotations

@@ -15,7 +15,14 @@ from dcim.config import MqttExporter, parse_config
 from dcim.errors import ConfigError
 from dcim.points import Kind
 from dcim.profile import ProfileRegistry
-from dcim.sinks.dsx import DEVICE_OBJECTS, RACK_POINTS, RACK_POWER_TAG, dsx_points, value_payload
+from dcim.sinks.dsx import (
+    DEVICE_OBJECTS,
+    HEARTBEAT_TAG,
+    RACK_POINTS,
+    RACK_POWER_TAG,
+    dsx_points,
+    value_payload,
+)
 from dcim.sinks.mqtt import MqttSink
 from dcim.site import build_site
 
@@ -82,7 +89,8 @@ def test_every_point_has_a_unique_tag_path() -> None:
     # A rack and a device with the same id still differ: rack tags are never device tags.
     device_tags = {pm.tag.split("/")[-1] for objs in DEVICE_OBJECTS.values() for o in objs
                    for pm in o.points}
-    assert not device_tags & {RACK_POWER_TAG, *(pm.tag for pm in RACK_POINTS)}
+    assert not device_tags & {RACK_POWER_TAG, *(pm.tag for pm in RACK_POINTS),
+                              HEARTBEAT_TAG.split("/")[-1]}
     # Within a device, tags are unique too (a new table row cannot silently overwrite another).
     for objs in DEVICE_OBJECTS.values():
         kind_tags = [pm.tag for o in objs for pm in o.points]
@@ -159,7 +167,25 @@ def test_every_message_the_sink_sends_conforms(qos: int) -> None:
         assert capture_errors(sent) == []
         assert {m.qos for m in sent if "/Value/" in m.topic} == {qos}
         assert all(m.retain == ("/Metadata/" in m.topic) for m in sent)
-        assert {m.topic.split("/")[4] for m in sent} == {"Rack", "PowerMeter", "CDU", "UPS", "Chiller"}
+        assert {m.topic.split("/")[4] for m in sent} == {"Rack", "PowerMeter", "CDU", "UPS", "Chiller",
+                                                         "System"}
+
+
+def test_heartbeat_every_10_s() -> None:
+    sink = _dsx_sink()
+    world = _world(POWER_PATH)
+    topic = f"{VALUE}/System/HeartbeatTimestampBms/hall-1/dcim/heartbeat"
+    sent = []
+    for i in range(25):  # a snapshot a second
+        sink._dsx(world.published(T0 + i), T0 + i)
+        if topic in sink._dirty:
+            sent.append(sink._state[topic].payload["value"])
+            sink._dirty.clear()
+    assert sent == [round(T0 * 1000), round((T0 + 10) * 1000), round((T0 + 20) * 1000)]
+    meta = sink._state[f"{META}/System/HeartbeatTimestampBms/hall-1/dcim/heartbeat"].payload
+    assert meta == {"objectType": "System", "pointType": "HeartbeatTimestampBms",
+                    "objectName": "dcim hall-1", "objectId": "dcim-hall-1",
+                    "scope": "BMS/v1/PUB/+/+/+/hall-1/#"}
 
 
 def test_value_qos_defaults_to_0_and_rejects_2() -> None:
