@@ -13,9 +13,10 @@ value with its metadata by tagPath alone. Which device point becomes which DSX p
 - Racks (objectType Rack): RackPower for every rack; the liquid points and RackLeakDetect for a
   rack whose CDU serves that rack alone, because only then are the CDU's secondary readings the
   rack's own.
-- Electrical meters, rack PDUs, each side of a UPS and a chiller's supply are PowerMeter
-  objects (ActivePower, ...) whose `servesId` gives the power path: a PDU serves its rack, a
-  UPS input serves its output, and a meter or UPS output serves what its `serves` names.
+- Electrical meters, rack PDUs and power shelves, each side of a UPS and a chiller's supply are
+  PowerMeter objects (ActivePower, ...) whose `servesId` gives the power path: a PDU or shelf
+  serves its rack, a UPS input serves its output, and a meter or UPS output serves what its
+  `serves` names.
 - Points the bus has no PowerMeter pointType for are published on the equipment's own
   objectType in associate mode (`associateId` = its PowerMeter): a UPS's on-battery Status and
   battery figures (GenericPoint), a chiller's water temperatures.
@@ -111,7 +112,10 @@ _METER_POINTS = (
 DEVICE_OBJECTS: Mapping[Kind, tuple[ObjectMap, ...]] = {
     Kind.METER: (ObjectMap("PowerMeter", Mode.METER,
                            (*_METER_POINTS, *_phases("current_a", "phaseCurrent"))),),
+    # A rack PDU's or power shelf's current rows are its inlet's lines, not the site's phases
+    # (which the bus requires PhaseCurrent to follow): no PhaseCurrent for them.
     Kind.PDU: (ObjectMap("PowerMeter", Mode.METER, _METER_POINTS),),
+    Kind.SHELF: (ObjectMap("PowerMeter", Mode.METER, _METER_POINTS),),
     Kind.UPS: (
         ObjectMap("PowerMeter", Mode.METER, (_kw("input_power_w", "input/activePower"),),
                   id_suffix="-input", feeds="-output"),

@@ -35,6 +35,8 @@ POWER_PATH = {"devices": [
     *[{**d, "serves": ["ups-1"]} if d["id"] == "main-1" else d for d in SITE_CONFIG["devices"]],
     {"id": "ups-1", "profile": "ups-mib", "host": "h", "serves": ["r01", "r02"]},
     {"id": "ch-1", "profile": "generic-chiller", "host": "h", "port": 502},
+    {"id": "r02-shelf", "profile": "redfish-power-shelf", "host": "h", "rack": "r02", "feed": "B"},
+    {"id": "r02-cdu", "profile": "redfish-cdu", "host": "h", "serves": ["r02"]},
 ]}
 UPS_VALUES = {"input_power_w": 168_000.0, "output_power_w": 160_000.0, "load_ratio": 0.4,
               "on_battery": 0.0, "battery_runtime_s": 1200.0, "battery_charge_ratio": 0.97,
@@ -53,6 +55,10 @@ def _power_world() -> World:
     world.poll("main-1", T0, {"power_w": 200_000.0, "apparent_power_va": 210_000.0,
                               "frequency_hz": 50.0, "current_a": {"1": 290.0, "2": 291.0, "3": 289.0}})
     world.poll("ups-1", T0, UPS_VALUES)
+    world.poll("r02-shelf", T0, {"power_w": 12_000.0, "frequency_hz": 60.0,
+                                 "current_a": {"L1": 10.0, "L2": 11.0, "L3": 12.0}})
+    world.poll("r02-cdu", T0, {"supply_temp_c": 31.0, "return_temp_c": 41.0,  # no flow reading
+                               "heat_w": 65_000.0, "leak": 0.0})
     world.poll("ch-1", T0, {"power_w": 40_000.0, "chw_supply_temp_c": 14.0,
                             "chw_return_temp_c": 20.0, "cooling_w": 180_000.0, "fault": 0.0})
     return world
@@ -131,6 +137,12 @@ def test_power_path_meters_with_serves_id() -> None:
         160.0, "ups-1-output", ["r01", "r02"])
     pdu = points[f"{VALUE}/PowerMeter/ActivePower/hall-1/r01-pdu-a/activePower"]
     assert (pdu.value, pdu.metadata["servesId"]) == (40.0, ["r01"])
+    shelf = points[f"{VALUE}/PowerMeter/ActivePower/hall-1/r02-shelf/activePower"]
+    assert (shelf.value, shelf.metadata["servesId"]) == (12.0, ["r02"])
+    assert not any("/r02-shelf/phaseCurrent" in t for t in points)
+    # A Redfish CDU serving r02 alone: its reported heat (no flow to compute it), r02's liquid.
+    assert points[f"{VALUE}/CDU/GenericPoint/hall-1/r02-cdu/heatRemoved"].value == 65.0
+    assert points[f"{VALUE}/Rack/RackLiquidSupplyTemperature/hall-1/r02/supplyTemperature"].value == 31.0
     chiller = points[f"{VALUE}/PowerMeter/ActivePower/hall-1/ch-1/activePower"]
     assert chiller.value == 40.0
 
