@@ -169,3 +169,22 @@ async def test_without_a_terminal_the_hint_names_ctrl_c(tmp_path: Path) -> None:
     with ((tmp_path / "stdin").open("w+") as stdin,
           quit_key(asyncio.get_running_loop(), stdin, lambda: None) as hint):
         assert hint == QUIT_SIGNAL
+
+
+# --- the README a new user starts from ----------------------------------------------------
+
+
+def test_readme_names_prerequisites_and_every_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    top = readme.split("## ", 1)[0]
+    assert "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/dcim demo" in top
+    assert "\nscripts/test\n" in top
+    prerequisites = top.split("Prerequisites:", 1)[1].split("\n\n", 1)[0]
+    for needed in ("python3-venv", "git", "sudo"):
+        assert needed in prerequisites
+    assert "`scripts/test --unit`" in top and "minute" in top
+    commands = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    for path in _commands(typer.main.get_command(app), [])[1:]:
+        if path != ["assets"]:
+            assert f"dcim {' '.join(path)}" in commands, path
+    assert "dcim --version" in commands
