@@ -8,8 +8,8 @@ SNMP goes through dcim's own codec (`dcim.sim.snmp_agent.respond`); real agents 
 snmpsim) test that codec independently. Modbus is pymodbus's TCP server, as in the tests
 (tests/support/modbus_server.py): a register action reads the World's image and delays slow
 answers, `trace_pdu` swaps in exception responses (and exception 10 for a unit no gateway
-serves), `trace_packet` drops or garbles the answer. pymodbus's server answers the last
-request of a connection only, so a client must not pipeline requests (dcim's does not: it
+serves), `trace_packet` drops or garbles the answer. pymodbus's server tracks one request per
+connection at a time, so a client must not pipeline requests (dcim's does not: it
 serializes per host:port and reconnects after a timeout).
 """
 

@@ -115,6 +115,14 @@ def _gone(url: str) -> bool:
     return False
 
 
+def _exit_code(proc: subprocess.Popen[str], what: str, timeout: float = 60) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"dcim demo did not quit on {what}")
+
+
 def test_demo_once_prints_a_plain_snapshot() -> None:
     proc = _demo("--once")
     out, err = proc.communicate(timeout=120)
@@ -152,12 +160,7 @@ def test_demo_exits_cleanly_on_ctrl_c() -> None:
         if line.startswith("site sim-hall-18mw"):
             break
     proc.send_signal(signal.SIGINT)
-    try:
-        rc = proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("dcim demo did not exit on SIGINT")
-    assert rc == 0
+    assert _exit_code(proc, "SIGINT") == 0
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
     assert _gone(url)
 
@@ -264,11 +267,6 @@ def test_plain_output_quits_on_q_typed_in_the_terminal(terminal: Terminal) -> No
             assert line.rstrip().endswith(f"; {QUIT_KEYS}")
             break
     os.write(terminal.master, b"q")
-    try:
-        rc = proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("dcim demo did not quit on q")
-    assert rc == 0
+    assert _exit_code(proc, "q") == 0
     assert termios.tcgetattr(terminal.slave) == terminal.settings
     assert _gone(_control_url(first))

@@ -8,6 +8,7 @@ of the control API answers as described in the module's docstring.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from pymodbus.exceptions import ModbusIOException
 from dcim.points import Kind
 from dcim.profile import ProfileRegistry
 from dcim.sim import agents as sim_agents
-from dcim.sim.agents import Agents
+from dcim.sim.agents import Agents, PortInUse
 from dcim.sim.topology import SimDevice, SimRack, SimSite
 from dcim.sim.wire import ModbusEncoder
 from dcim.sim.world import World
@@ -141,3 +142,15 @@ async def test_slow_answer_comes_late(served: tuple[World, Agents],
         await read(agents, "cdu-2", low, function=function, timeout=0.3)
     late = await read(agents, "cdu-2", low, function=function, timeout=5.0)
     assert not late.isError()  # ... a patient one gets the registers
+
+
+async def test_a_taken_port_is_a_clear_error() -> None:
+    world = World(SITE, 1, ProfileRegistry.load(), 1_760_000_000.0, frozen=True)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        agents = Agents(world)
+        with pytest.raises(PortInUse, match=f"cannot bind TCP 127.0.0.1:{port}: "):
+            await agents.start([SITE.devices[0]], base_port=port)
+        await agents.close()
