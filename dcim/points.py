@@ -56,7 +56,8 @@ class PointSpec:
             return self.states[int(value)]
         if self.percent:
             return f"{value * 100:g} %"
-        return f"{value:g}" if self.unit == "1" else f"{value:g} {self.unit}"
+        unit = {"1": "", "Cel": " °C"}.get(self.unit, f" {self.unit}")  # UCUM to print
+        return f"{value:g}{unit}"
 
 
 def _p(

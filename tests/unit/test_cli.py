@@ -66,6 +66,7 @@ def test_no_help_shows_a_flag_as_taking_a_value() -> None:
     ("load_ratio", 0.4321, "43.21 %"),
     ("power_factor", 0.95, "0.95"),  # a power factor is read as a number, not a share
     ("voltage_v", 230.5, "230.5 V"),
+    ("supply_temp_c", 32.5, "32.5 °C"),
     ("load_state", 7.0, "7"),  # no name for it: the number, not a wrong name
 ])
 def test_points_are_shown_plainly(point: str, value: float, shown: str) -> None:
