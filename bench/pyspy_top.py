@@ -30,7 +30,7 @@ LAYERS = [
     ("asyncio event loop, sockets", "selectors.py"),
     ("bench driver", "dcim_worker.py"),
     ("compute core", "dcim/compute/"),
-    ("exporters (/metrics, sinks)", "dcim/sinks/"),
+    ("sinks (/metrics, InfluxDB, MQTT)", "dcim/sinks/"),
     ("prometheus_client", "prometheus_client/"),
     ("daemon (runtime, scheduler, energy)", "dcim/daemon/"),
     ("state store", "dcim/state.py"),

@@ -50,29 +50,41 @@ def _options(
     pass
 
 
-def _fail_config(errors: list[str]) -> NoReturn:
+def _fail_config(errors: list[str], warnings: list[str] | None = None) -> NoReturn:
+    _warn(warnings or [])
     for line in errors:
         typer.echo(line, err=True)
     raise typer.Exit(CONFIG_ERROR)
 
 
-def _load(path: Path) -> Site:
+def _warn(warnings: list[str]) -> None:
+    for line in warnings:
+        typer.echo(f"warning: {line}", err=True)
+
+
+def _load(path: Path, show_warnings: bool = False) -> Site:
     from dcim.errors import ConfigError
     from dcim.site import load_site
 
     try:
-        return load_site(path)
+        site = load_site(path)
     except ConfigError as exc:
-        _fail_config(exc.errors)
+        _fail_config(exc.errors, exc.warnings if show_warnings else None)
     except Exception as exc:  # a config must never end in a traceback and exit 1
         _fail_config([f"{path}: cannot load ({type(exc).__name__}: {exc}; a dcim bug, "
                       "please report it)"])
+    if show_warnings:
+        _warn(list(site.warnings))
+    return site
 
 
 @app.command("check-config")
 def check_config(path: Annotated[Path, typer.Argument(help="Site config to validate.")]) -> None:
-    """Validate a site config; exit 2 printing every error as `path: message`."""
-    site = _load(path)
+    """Validate a site config; exit 2 printing every error as `path: message`.
+
+    Deprecated keys still load; each is printed as `warning: path: message`.
+    """
+    site = _load(path, show_warnings=True)
     typer.echo(f"{path}: ok: site {site.name}, {len(site.racks)} racks, "
                f"{len(site.devices)} devices")
 

@@ -2,13 +2,19 @@
 
 Unknown keys are errors, `${ENV}` is expanded in every string, `*_file` keys read a secret
 from a file, and every problem is reported as `path: message`.
+
+Loading is tolerant so one run reports everything: `validate_config` leaves out each part that
+failed (a device, a credential, a section) and validates the rest, and says what it left out
+(`Invalid`) so the site checks (dcim.site) can run on what remains without repeating the fault.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +30,8 @@ from pydantic import (
 )
 
 from dcim import yamlsafe
-from dcim.errors import ConfigError, format_validation_error
+from dcim.coolant import COOLANTS
+from dcim.errors import ConfigError, Loc, format_loc, format_validation_error
 from dcim.ids import Id, Topic
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -132,25 +139,18 @@ class Rack(_Strict):
     feed_kw: float | None = Field(default=None, gt=0)
 
 
-class Coolant(_Strict):
-    """Coolant properties used for heat = flow x density x cp x delta-T."""
+class CoolantProperties(_Strict):
+    """A coolant given by its properties instead of by name."""
 
     density_kg_m3: float = Field(gt=0)
     cp_kj_kg_k: float = Field(gt=0)
-
-
-# PG25 (25 % propylene glycol) near 35 C, the usual secondary loop of GB300-class racks.
-COOLANTS = {
-    "pg25": Coolant(density_kg_m3=1017.0, cp_kj_kg_k=3.95),
-    "water": Coolant(density_kg_m3=994.0, cp_kj_kg_k=4.18),
-}
 
 
 def _coolant(value: Any) -> Any:
     if isinstance(value, str):
         if value not in COOLANTS:
             raise ValueError(f"unknown coolant '{value}'; known: {', '.join(COOLANTS)}")
-        return COOLANTS[value]
+        return dataclasses.asdict(COOLANTS[value])
     return value
 
 
@@ -169,7 +169,7 @@ class Device(_Strict):
     interval: Duration | None = None
     timeout: Duration | None = None
     framer: Literal["tcp", "rtu"] = "tcp"
-    coolant: Annotated[Coolant, BeforeValidator(_coolant)] | None = None
+    coolant: Annotated[CoolantProperties, BeforeValidator(_coolant)] | None = None
     # Redfish only (None: not given; the defaults are tls on, certificate verified).
     tls: bool | None = None
     tls_verify: bool | None = None
@@ -199,14 +199,22 @@ class Pue(_Strict):
         return value
 
 
-class PrometheusSink(_Strict):
+class PrometheusSinkConfig(_Strict):
     """Prometheus scrape endpoint."""
 
     listen: str = "127.0.0.1:9860"
     web_config_file: Path | None = None
 
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        port = value.rpartition(":")[2]
+        if not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"'{value}' is not host:port (e.g. 127.0.0.1:9860, [::1]:9860)")
+        return value
 
-class InfluxExporter(_Strict):
+
+class InfluxSinkConfig(_Strict):
     """InfluxDB v2 write API sink (/api/v2/write) with a durable SQLite spool."""
 
     url: str = Field(pattern=r"^https?://")
@@ -233,6 +241,30 @@ class InfluxExporter(_Strict):
         return value.get_secret_value() if value is not None else None
 
 
+class MqttBroker(_Strict):
+    """How to reach an MQTT broker: shared by the MQTT sink and the BMS source."""
+
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: SecretFile | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+    keepalive: Duration = 30.0
+    # A persistent session (clean_session false) so the broker keeps QoS 1 state across reconnects.
+    persistent_session: bool = True
+
+    def secret_password(self) -> str | None:
+        """The broker password from `password` or `password_file`, whichever is set."""
+        value = self.password or self.password_file
+        return value.get_secret_value() if value is not None else None
+
+
 class BmsPoint(_Strict):
     """One BMS value topic mapped onto a canonical point of a site device."""
 
@@ -250,27 +282,16 @@ class BmsPoint(_Strict):
         return value
 
 
-class MqttSource(_Strict):
-    """Points read from a BMS on the same MQTT bus (DSX value payloads) instead of polling."""
+class LegacyBms(_Strict):
+    """The BMS mapping where it used to live (exporters.mqtt.bms, on the sink's broker)."""
 
     points: tuple[BmsPoint, ...] = Field(min_length=1)
 
 
-class MqttExporter(_Strict):
+class MqttSinkConfig(MqttBroker):
     """MQTT sink (plain layout under topic_prefix, optional DSX BMS event bus layout)."""
 
-    host: str
-    port: int = Field(default=1883, ge=1, le=65535)
     topic_prefix: Topic = "dcim"
-    client_id: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: SecretFile | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = False
     dsx: bool = False
     # First tagPath segments of DSX topics (default: the site name): levels of id characters,
     # so no wildcards, spaces (a NATS bus refuses them) or empty segments.
@@ -280,25 +301,30 @@ class MqttExporter(_Strict):
     # QoS of DSX value messages: the bus default is 0 (metadata always goes at QoS 1).
     dsx_qos: Literal[0, 1] = 0
     plain: bool = True
-    keepalive: Duration = 30.0
     # Events waiting for the broker; beyond this the oldest are dropped and counted.
     max_queue: int = Field(default=10_000, ge=1)
-    # A persistent session (clean_session false) so the broker keeps QoS 1 state across reconnects.
-    persistent_session: bool = True
-    bms: MqttSource | None = None
-
-    def secret_password(self) -> str | None:
-        """The broker password from `password` or `password_file`, whichever is set."""
-        value = self.password or self.password_file
-        return value.get_secret_value() if value is not None else None
+    # Deprecated: read as sources.bms on this broker (dcim.site.outputs says so at load).
+    bms: LegacyBms | None = None
 
 
-class Exporters(_Strict):
-    """Optional sinks."""
+class BmsSourceConfig(MqttBroker):
+    """Points read from a BMS on an MQTT bus (DSX value payloads) instead of polling."""
 
-    prometheus: PrometheusSink | None = None
-    influxdb: InfluxExporter | None = None
-    mqtt: MqttExporter | None = None
+    points: tuple[BmsPoint, ...] = Field(min_length=1)
+
+
+class Sinks(_Strict):
+    """Where dcim publishes (all optional; Prometheus listens on its default without one)."""
+
+    prometheus: PrometheusSinkConfig | None = None
+    influxdb: InfluxSinkConfig | None = None
+    mqtt: MqttSinkConfig | None = None
+
+
+class Sources(_Strict):
+    """Inputs other than polling."""
+
+    bms: BmsSourceConfig | None = None
 
 
 class Config(_Strict):
@@ -310,46 +336,172 @@ class Config(_Strict):
     racks: tuple[Rack, ...] = ()
     devices: tuple[Device, ...] = ()
     pue: Pue | None = None
-    exporters: Exporters = Exporters()
+    sinks: Sinks = Sinks()
+    sources: Sources = Sources()
+    # Deprecated name of `sinks` (dcim.site.outputs warns, and refuses both at once).
+    exporters: Sinks | None = None
     profile_dirs: tuple[Path, ...] = ()
     state_dir: Path | None = None
 
 
-def expand_env(node: Any, path: str, errors: list[str],
+Fault = tuple[Loc, str]
+
+
+def expand_env(node: Any, loc: Loc, faults: list[Fault],
                env: Callable[[str], str | None] = os.environ.get) -> Any:
-    """Replace ${NAME} in every string of a YAML tree; unset variables become errors."""
+    """Replace ${NAME} in every string of a YAML tree; unset variables become faults."""
     if isinstance(node, dict):
-        return {k: expand_env(v, f"{path}.{k}" if path else str(k), errors, env)
-                for k, v in node.items()}
+        return {k: expand_env(v, (*loc, k), faults, env) for k, v in node.items()}
     if isinstance(node, list):
-        return [expand_env(v, f"{path}[{i}]", errors, env) for i, v in enumerate(node)]
+        return [expand_env(v, (*loc, i), faults, env) for i, v in enumerate(node)]
     if isinstance(node, str):
         def sub(match: re.Match[str]) -> str:
             value = env(match.group(1))
             if value is None:
-                errors.append(f"{path}: environment variable {match.group(1)} is not set")
+                faults.append((loc, f"environment variable {match.group(1)} is not set"))
                 return ""
             return value
         return _ENV.sub(sub, node)
     return node
 
 
-def parse_config(data: Any, env: Callable[[str], str | None] = os.environ.get,
-                 base_dir: Path | None = None) -> Config:
-    """Validate a parsed YAML tree into a Config; relative *_file paths are read from base_dir."""
+@dataclass(frozen=True)
+class Invalid:
+    """The parts of a config that failed validation and were left out of its Config.
+
+    A site check that needs a left-out part is skipped and a reference to a left-out item is
+    not reported: the one fault was already reported where it is.
+    """
+
+    # Whole parts left out: top-level keys ("site", "polling", "devices") or "sinks.mqtt".
+    parts: frozenset[str] = frozenset()
+    # Items left out of a section, by id ("devices" -> {"p1"}, "credentials" -> {"pdus"}).
+    items: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def hides(self, part: str, item: str | None = None) -> bool:
+        """Whether `part` (or its item `item`) was left out, so checks against it are moot."""
+        return part in self.parts or (item is not None and item in self.items.get(part, ()))
+
+    def touches(self, part: str) -> bool:
+        """Whether anything of `part` was left out (the part or one of its items)."""
+        return part in self.parts or bool(self.items.get(part))
+
+
+@dataclass(frozen=True)
+class ValidatedConfig:
+    """What validation kept (a valid Config) and what it could not (errors, left-out parts)."""
+
+    config: Config
+    errors: tuple[str, ...] = ()
+    invalid: Invalid = Invalid()
+
+
+# Sections checked item by item: one bad entry leaves out only itself.
+_ITEM_SECTIONS = ("credentials", "racks", "devices")
+# Sections of named optional parts: one bad part (sinks.mqtt) leaves out only itself.
+_PART_SECTIONS = ("sinks", "sources", "exporters")
+# Stands in for a site section that failed (`site` is required); Invalid says it is not real.
+_PLACEHOLDER_SITE = {"name": "invalid"}
+
+
+def _drop_key(data: dict[str, Any], loc: Loc) -> bool:
+    """Remove the unknown key at loc (copying the containers on its path); False if not found."""
+    parent: Any = data
+    for part in loc[:-1]:
+        child = parent[part] if _has(parent, part) else None
+        if not isinstance(child, dict | list):
+            return False
+        parent[part] = child = dict(child) if isinstance(child, dict) else list(child)
+        parent = child
+    if not isinstance(parent, dict) or loc[-1] not in parent:
+        return False
+    del parent[loc[-1]]
+    return True
+
+
+def _has(container: Any, part: int | str) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container)
+
+
+def _leave_out(data: dict[str, Any], faults: list[tuple[Loc, str]]) -> tuple[dict[str, Any], Invalid]:
+    """The config without what the faults point at, and what was left out.
+
+    An unknown key is only removed (the rest of its entry is still good); any other fault
+    leaves out its whole entry (a device, a credential) or part (a section, sinks.mqtt).
+    """
+    data = dict(data)
+    parts: set[str] = set()
+    bad_entries: dict[str, set[int | str]] = {}
+    for loc, kind in faults:
+        head = str(loc[0]) if loc else ""
+        if kind == "extra_forbidden" and _drop_key(data, loc):
+            continue
+        if head in _ITEM_SECTIONS and len(loc) >= 2 and isinstance(data.get(head), dict | list):
+            bad_entries.setdefault(head, set()).add(loc[1])
+        elif head in _PART_SECTIONS and len(loc) >= 2 and isinstance(data.get(head), dict):
+            data[head] = {k: v for k, v in data[head].items() if k != loc[1]}
+            parts.add(f"{head}.{loc[1]}")
+        else:
+            parts.add(head)
+            if head == "site":
+                data[head] = _PLACEHOLDER_SITE
+            else:
+                data.pop(head, None)
+    items: dict[str, frozenset[str]] = {}
+    for section, keys in bad_entries.items():
+        entries = data[section]
+        if isinstance(entries, dict):
+            items[section] = frozenset(str(k) for k in keys)
+            data[section] = {k: v for k, v in entries.items() if k not in keys}
+            continue
+        left_out = [e for i, e in enumerate(entries) if i in keys]
+        items[section] = frozenset(e["id"] for e in left_out
+                                   if isinstance(e, dict) and isinstance(e.get("id"), str))
+        data[section] = [e for i, e in enumerate(entries) if i not in keys]
+    return data, Invalid(frozenset(parts), items)
+
+
+def validate_config(data: Any, env: Callable[[str], str | None] = os.environ.get,
+                    base_dir: Path | None = None) -> ValidatedConfig:
+    """Validate a parsed YAML tree, leaving out what fails (see the module docstring).
+
+    Relative *_file paths are read from base_dir. Raises ConfigError only when nothing can be
+    checked further (not a mapping).
+    """
     if not isinstance(data, dict):
         raise ConfigError(["(top level): expected a mapping with at least 'site'"])
-    errors: list[str] = []
-    data = expand_env(data, "", errors, env)
+    env_faults: list[Fault] = []
+    data = expand_env(data, (), env_faults, env)
+    context = {"base_dir": base_dir or Path.cwd()}
+    errors = [f"{format_loc(loc)}: {message}" for loc, message in env_faults]
+    faults = [(loc, "env") for loc, _ in env_faults]
     try:
-        config = Config.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
+        config = Config.model_validate(data, context=context)
+        if not faults:
+            return ValidatedConfig(config)
     except ValidationError as exc:
-        raise ConfigError(errors + format_validation_error(exc)) from None
-    if errors:
-        raise ConfigError(errors)
-    return config
+        errors += format_validation_error(exc)
+        faults += [(err["loc"], err["type"]) for err in exc.errors()]
+    kept, invalid = _leave_out(data, faults)
+    try:
+        config = Config.model_validate(kept, context=context)
+    except ValidationError:
+        # Leaving the faulty parts out always validates; should it not, stop at what we have.
+        raise ConfigError(errors) from None
+    return ValidatedConfig(config, tuple(errors), invalid)
 
 
-def load_config_file(path: Path) -> Config:
-    """Read and validate a site config file."""
-    return parse_config(yamlsafe.load(path), base_dir=path.parent)
+def parse_config(data: Any, env: Callable[[str], str | None] = os.environ.get,
+                 base_dir: Path | None = None) -> Config:
+    """Validate a parsed YAML tree into a Config; any fault raises ConfigError."""
+    validated = validate_config(data, env, base_dir)
+    if validated.errors:
+        raise ConfigError(list(validated.errors))
+    return validated.config
+
+
+def load_config_file(path: Path) -> ValidatedConfig:
+    """Read (dcim.yamlsafe) and validate a site config file, tolerantly: see validate_config."""
+    return validate_config(yamlsafe.load(path), base_dir=path.parent)

@@ -6,13 +6,18 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+# Where in a config tree: ("devices", 3, "profile") is rendered devices[3].profile.
+Loc = tuple[int | str, ...]
+
 
 class ConfigError(Exception):
     """A config or profile that cannot be used; carries every problem as `path: message`."""
 
-    def __init__(self, errors: Sequence[str]):
+    def __init__(self, errors: Sequence[str], warnings: Sequence[str] = ()):
         super().__init__("\n".join(errors))
         self.errors = list(errors)
+        # Deprecations found on the way, so check-config can show them beside the errors.
+        self.warnings = list(warnings)
 
 
 def format_loc(loc: Sequence[int | str]) -> str:

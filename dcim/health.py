@@ -1,4 +1,4 @@
-"""Self-health counters of the poller, written by the scheduler and read by the exporters."""
+"""Self-health counters of the poller, written by the scheduler and read by the sinks."""
 
 from __future__ import annotations
 

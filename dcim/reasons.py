@@ -1,5 +1,5 @@
 """Why a point is unavailable and why a device could not be read: the typed vocabulary shared
-by drivers, decode, the scheduler, the exporters and the CLI.
+by drivers, decode, the scheduler, the sinks and the CLI.
 
 The values are the `reason` label of `dcim_invalid_readings_total` and the `kind` label of
 `dcim_device_poll_errors_total`: a closed set, so the series stay bounded.

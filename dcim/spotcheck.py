@@ -15,7 +15,7 @@ from dcim.state import StateStore
 
 async def poll_once(site: Site, devices: Iterable[DeviceSpec]) -> list[PollResult]:
     """Poll the given devices once, all at the same time."""
-    poller = Poller(site.config.polling.max_in_flight)
+    poller = Poller(site.max_in_flight)
     try:
         return list(await asyncio.gather(*(poller.poll(d) for d in devices)))
     finally:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from dcim.compute.fresh import Inputs
 from dcim.compute.snapshot import CduCooling, RackPower
-from dcim.config import Coolant
+from dcim.coolant import Coolant
 from dcim.site import DeviceSpec
 
 

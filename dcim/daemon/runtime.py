@@ -15,9 +15,6 @@ import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
-
-from prometheus_client.metrics_core import Metric
 
 from dcim.compute import compute
 from dcim.compute.energy import DeviceEnergy, Increment, Totals, add_increments, observe, role_of
@@ -28,34 +25,17 @@ from dcim.daemon.scheduler import Scheduler
 from dcim.drivers.poller import Poller
 from dcim.errors import ConfigError
 from dcim.health import Health
+from dcim.interfaces import Sink, Source
 from dcim.readings import PollResult
 from dcim.sinks.prometheus import PrometheusSink
 from dcim.site import DeviceSpec, Site, load_site, restrict_to_shard
-from dcim.sources import BmsSource, make_sources, owned_devices
+from dcim.sources import make_sources, owned_devices
 from dcim.state import StateStore
 
 log = logging.getLogger("dcim")
 
 TICK_S = 1.0
 EXIT_CONFIG = 2
-
-
-class Sink(Protocol):
-    """An output that reads Published snapshots (InfluxDB, MQTT)."""
-
-    name: str
-
-    async def start(self) -> None:
-        """Connect (in the background; never block polling)."""
-
-    def publish(self, published: Published) -> None:
-        """Take a new snapshot; must return at once (queue it)."""
-
-    async def stop(self, timeout: float) -> None:
-        """Flush what can be flushed within timeout, keep the rest (spool), disconnect."""
-
-    def metrics(self) -> Iterable[Metric]:
-        """Self-health series for the Prometheus endpoint."""
 
 
 def default_state_dir() -> Path:
@@ -75,15 +55,14 @@ SINK_NAMES = ("influxdb", "mqtt")
 def make_sinks(site: Site, state_dir: Path, only: Iterable[str] = SINK_NAMES) -> list[Sink]:
     """The sinks the config asks for (InfluxDB, MQTT), limited to the names in only."""
     sinks: list[Sink] = []
-    exporters = site.config.exporters
-    if exporters.influxdb is not None and "influxdb" in only:
+    if site.sinks.influxdb is not None and "influxdb" in only:
         from dcim.sinks.influx import InfluxSink
 
-        sinks.append(InfluxSink(exporters.influxdb, state_dir))
-    if exporters.mqtt is not None and "mqtt" in only:
+        sinks.append(InfluxSink(site.sinks.influxdb, state_dir))
+    if site.sinks.mqtt is not None and "mqtt" in only:
         from dcim.sinks.mqtt import MqttSink
 
-        sinks.append(MqttSink(exporters.mqtt, site))
+        sinks.append(MqttSink(site.sinks.mqtt, site))
     return sinks
 
 
@@ -111,7 +90,7 @@ class Daemon:
         self.site: Site | None = None
         self.exporter: PrometheusSink | None = None
         self.sinks: list[Sink] = []
-        self.sources: list[BmsSource] = []
+        self.sources: list[Source] = []
         self.energy: dict[str, DeviceEnergy] = {}
         self.totals = Totals({})
         self._pending: list[Increment] = []
@@ -124,6 +103,8 @@ class Daemon:
 
     def _load(self) -> Site:
         site = load_site(self.config_path)
+        for warning in site.warnings:
+            log.warning("config: %s", warning)
         if self.shard is not None:
             site = restrict_to_shard(site, *self.shard)
         return site
@@ -150,17 +131,15 @@ class Daemon:
                 log.error("config: %s", line)
             return EXIT_CONFIG
         self.site = site
-        state_dir = self.state_dir or site.config.state_dir or default_state_dir()
+        state_dir = self.state_dir or site.state_dir or default_state_dir()
         try:
             energy_store = EnergyStore(state_dir / "state.db")
             self.energy, self.totals = energy_store.load()
         except StateError as exc:
             log.error("%s", exc)
             return EXIT_CONFIG
-        listen = self.listen or (site.config.exporters.prometheus.listen
-                                 if site.config.exporters.prometheus else "127.0.0.1:9860")
-        web_config = (site.config.exporters.prometheus.web_config_file
-                      if site.config.exporters.prometheus else None)
+        listen = self.listen or site.sinks.prometheus.listen
+        web_config = site.sinks.prometheus.web_config_file
         try:
             self.exporter = PrometheusSink(listen, self.health, web_config)
             self.exporter.healthy = lambda: self._alive(time.monotonic())
@@ -179,7 +158,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        self.poller = Poller(site.config.polling.max_in_flight)
+        self.poller = Poller(site.max_in_flight)
         scheduler = Scheduler(self.poller, self._on_result, self.health)
         self._state_dir = state_dir
         await self._start_outputs(site, sinks=set(SINK_NAMES), sources=True)
@@ -274,18 +253,17 @@ class Daemon:
         self.site = site
         self.store.forget(set(site.devices))
         scheduler.set_devices(polled_devices(site))
-        old_ex, new_ex = old.config.exporters, site.config.exporters
         # Only the sinks whose settings changed restart (an MQTT sink restarted for nothing
         # would announce its open events again).
-        sinks = {n for n in SINK_NAMES if getattr(old_ex, n) != getattr(new_ex, n)}
+        sinks = {n for n in SINK_NAMES if getattr(old.sinks, n) != getattr(site.sinks, n)}
         # A source maps its topics onto device specs, so it also restarts when those changed.
         owned = owned_devices(old) | owned_devices(site)
-        restart_sources = old_ex.mqtt != new_ex.mqtt or any(
+        restart_sources = old.sources != site.sources or any(
             old.devices.get(d) != site.devices.get(d) for d in owned)
         await self._stop_outputs(sinks=sinks, sources=restart_sources)
         await self._start_outputs(site, sinks=sinks, sources=restart_sources)
-        if old_ex.prometheus != new_ex.prometheus or \
-                old.config.polling.max_in_flight != site.config.polling.max_in_flight:
+        if old.sinks.prometheus != site.sinks.prometheus or \
+                old.max_in_flight != site.max_in_flight:
             log.warning("the Prometheus listener and polling.max_in_flight keep their running "
                         "values until dcim restarts")
         self._changed = True

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dcim.compute.cooling import heat_removed_w
-from dcim.config import COOLANTS
+from dcim.coolant import COOLANTS, DEFAULT_COOLANT
 from dcim.points import Kind
 from dcim.sim import signals
 from dcim.sim.topology import SimDevice, SimSite
 
-COOLANT = COOLANTS["pg25"]
+COOLANT = COOLANTS[DEFAULT_COOLANT]
 # About 1.5 L/min of PG25 per kW of heat: a 10 K rise across the racks at design flow.
 LPM_PER_KW = 1.5
 SUPPLY_SETPOINT_C = 35.0

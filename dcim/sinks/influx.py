@@ -23,7 +23,6 @@ import contextlib
 import email.utils
 import gzip
 import logging
-import random
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +36,12 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from prometheus_client.metrics_core import Metric
 
+from dcim.backoff import Backoff, pause
 from dcim.compute.snapshot import Published
-from dcim.config import InfluxExporter
+from dcim.config import InfluxSinkConfig
+from dcim.logonce import LogOnce
+from dcim.metric_families import counter, gauge
 from dcim.sinks.influx_lines import LineMaker
-from dcim.sinks.prometheus_metrics import counter, gauge
 from dcim.sinks.spool import Batch, MemorySpool, Outbox, SpoolError, SqliteSpool
 from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 
@@ -96,7 +97,7 @@ def classify(status: int, retry_after_header: str | None = None, now: float = 0.
     return Verdict("retry", retry_after(retry_after_header, now))
 
 
-def resolve_spool_path(config: InfluxExporter, state_dir: Path) -> Path:
+def resolve_spool_path(config: InfluxSinkConfig, state_dir: Path) -> Path:
     """Where the spool lives: config.spool (relative to the state directory) or the default."""
     if config.spool is None:
         return state_dir / "influx-spool.db"
@@ -108,7 +109,7 @@ class InfluxSink:
 
     name = "influxdb"
 
-    def __init__(self, config: InfluxExporter, state_dir: Path):
+    def __init__(self, config: InfluxSinkConfig, state_dir: Path):
         self.config = config
         self.spool_path = resolve_spool_path(config, state_dir)
         self.max_bytes = int(config.max_spool_mb * 1024 * 1024)
@@ -135,7 +136,7 @@ class InfluxSink:
         self._queued = 0
         self._spool_bytes = 0
         self._oldest: float | None = None
-        self._logged: set[str] = set()
+        self._problems = LogOnce(log)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class InfluxSink:
         try:
             spool = await self._run(SqliteSpool, self.spool_path, self.max_bytes)
         except SpoolError as exc:
-            self._problem("spool", f"spool unavailable, points are kept in memory only: {exc}")
+            self._problems.problem("spool", f"spool unavailable, points are kept in memory only: {exc}")
             self.spool_failed = True
             if self._outbox is None:
                 self._outbox = MemorySpool(self.max_bytes)
@@ -221,7 +222,7 @@ class InfluxSink:
         if self.spool_failed:
             log.warning("influxdb spool %s is usable again", self.spool_path)
         self.spool_failed = False
-        self._logged.discard("spool")
+        self._problems.clear("spool")
         self._refresh_stats()
 
     async def _spool_loop(self) -> None:
@@ -249,14 +250,14 @@ class InfluxSink:
             self._pending[:0] = rows
             self._pending_bytes += sum(len(line) + 1 for line, _ in rows)
             self._trim_pending()
-            self._problem("spool", f"cannot write the spool, holding points in memory: {exc}")
+            self._problems.problem("spool", f"cannot write the spool, holding points in memory: {exc}")
             self.spool_failed = True
             self._update_queued()
             return
         if self.spool_failed and isinstance(outbox, SqliteSpool):
             log.warning("influxdb spool %s is writable again", self.spool_path)
             self.spool_failed = False
-            self._logged.discard("spool")
+            self._problems.clear("spool")
         self._count_drop("spool_full", dropped)
         self._refresh_stats()
         self._wake.set()
@@ -288,7 +289,7 @@ class InfluxSink:
                 await self._pause(1.0, wake=False)
 
     async def _send_forever(self) -> None:
-        backoff = 1.0
+        backoff = Backoff(maximum=self.config.max_backoff, jitter=0.2)
         last_send = time.monotonic()
         while not self._stopping:
             queued = self._outbox.stats().points if self._outbox is not None else 0
@@ -300,17 +301,13 @@ class InfluxSink:
             last_send = time.monotonic()
             verdict = await self._send_next()
             if verdict is None:
-                backoff = 1.0
+                backoff.reset()
                 continue
             if verdict.action == "auth":
                 await self._pause(AUTH_RETRY_S, wake=False)
                 continue
-            if verdict.delay is not None:
-                delay = verdict.delay
-            else:
-                delay = backoff * random.uniform(1.0, 1.2)
-                backoff = min(backoff * 2, self.config.max_backoff)
-            await self._pause(delay, wake=False)
+            await self._pause(verdict.delay if verdict.delay is not None else backoff.next(),
+                              wake=False)
 
     async def _pause(self, seconds: float, wake: bool = True) -> None:
         """Sleep; new points (if wake) or stop() end it early."""
@@ -319,11 +316,7 @@ class InfluxSink:
             return
         if not wake:
             # Only stop() may cut a back-off short; new points must not hammer a failing server.
-            deadline = time.monotonic() + seconds
-            while not self._stopping and time.monotonic() < deadline:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), deadline - time.monotonic())
+            await pause(seconds, self._wake, lambda: self._stopping)
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
@@ -336,7 +329,7 @@ class InfluxSink:
         try:
             batch = await self._run(outbox.peek, self.config.batch_size, MAX_BATCH_BYTES)
         except SpoolError as exc:
-            self._problem("spool-read", str(exc))
+            self._problems.problem("spool-read", str(exc))
             return Verdict("retry", 5.0)
         if not batch.ids:
             return None
@@ -352,12 +345,12 @@ class InfluxSink:
                 log.warning("influxdb accepts writes again")
             self.auth_failed = False
             self.last_error = None
-            for key in ("auth", "http", "net", "drop"):
-                self._logged.discard(key)
+            self._problems.clear("auth", "http", "net", "drop")
             return None
         if verdict.action == "split":
             if len(batch.ids) == 1:
-                self._problem("drop", f"influxdb refused a single point as too large (413): {detail}")
+                self._problems.problem(
+                    "drop", f"influxdb refused a single point as too large (413): {detail}")
                 await self._ack(outbox, batch)
                 self._count_drop("too_large", 1)
                 return None
@@ -368,13 +361,13 @@ class InfluxSink:
                     return result
             return None
         if verdict.action == "drop":
-            self._problem("drop", f"influxdb rejected a batch of {len(batch.ids)} points: {detail}")
+            self._problems.problem("drop", f"influxdb rejected a batch of {len(batch.ids)} points: {detail}")
             await self._ack(outbox, batch)
             self._count_drop("rejected", len(batch.ids))
             return None
         if verdict.action == "auth":
             self.auth_failed = True
-            self._problem("auth", f"influxdb refused the token ({detail}); points are kept in the "
+            self._problems.problem("auth", f"influxdb refused the token ({detail}); points are kept in the "
                                   "spool until the token is fixed")
             return verdict
         return verdict
@@ -383,7 +376,7 @@ class InfluxSink:
         try:
             await self._run(outbox.ack, batch.ids)
         except SpoolError as exc:
-            self._problem("spool", str(exc))
+            self._problems.problem("spool", str(exc))
         self._refresh_stats()
 
     async def _post(self, batch: Batch) -> tuple[Verdict, str]:
@@ -408,13 +401,13 @@ class InfluxSink:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self._count_retry("network")
             self.last_error = detail
-            self._problem("net", f"cannot reach influxdb at {self.config.url}: {detail}; "
+            self._problems.problem("net", f"cannot reach influxdb at {self.config.url}: {detail}; "
                                  "points stay in the spool")
             return Verdict("retry"), detail
         self.last_error = detail
         if verdict.action == "retry":
             self._count_retry(str(status))
-            self._problem("http", f"influxdb answered {detail}; retrying")
+            self._problems.problem("http", f"influxdb answered {detail}; retrying")
         return verdict, detail
 
     async def _drain_once(self) -> None:
@@ -431,12 +424,6 @@ class InfluxSink:
 
     def _count_retry(self, reason: str) -> None:
         self.retries[reason] = self.retries.get(reason, 0) + 1
-
-    def _problem(self, key: str, message: str) -> None:
-        """Log a problem once until it clears (the metrics carry the rest)."""
-        if key not in self._logged:
-            self._logged.add(key)
-            log.error("%s", message)
 
     def metrics(self) -> Iterable[Metric]:
         """dcim_influx_* self-health series."""

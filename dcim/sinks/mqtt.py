@@ -15,9 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
-import socket
-import ssl
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -26,20 +23,17 @@ from typing import Any
 import aiomqtt
 from prometheus_client.metrics_core import Metric
 
+from dcim.backoff import pause
 from dcim.compute.snapshot import Published
-from dcim.config import MqttExporter
+from dcim.config import MqttSinkConfig
+from dcim.metric_families import counter, gauge
+from dcim.mqtt_client import PUBLISH_TIMEOUT_S, MqttLink, client_id
 from dcim.sinks.dsx import dsx_points
 from dcim.sinks.mqtt_layout import EventTracker, Message, state_messages
-from dcim.sinks.prometheus_metrics import counter, gauge
 from dcim.site import Site
 from dcim.tasks import CANCEL_WAIT_S, cancel_and_wait
 
 log = logging.getLogger("dcim.mqtt")
-
-PUBLISH_TIMEOUT_S = 10.0
-MAX_BACKOFF_S = 60.0
-# CONNACK codes that mean "your credentials": 3.1.1 (4, 5) and 5.0 (134, 135).
-AUTH_CODES = {4, 5, 134, 135}
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -47,51 +41,9 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
 
 
-def make_client(config: MqttExporter, client_id: str) -> aiomqtt.Client:
-    """An aiomqtt client for the configured broker (TLS and credentials included)."""
-    tls_params = None
-    if config.tls:
-        tls_params = aiomqtt.TLSParameters(
-            ca_certs=str(config.ca_file) if config.ca_file else None,
-            certfile=str(config.cert_file) if config.cert_file else None,
-            keyfile=str(config.key_file) if config.key_file else None,
-            cert_reqs=ssl.CERT_NONE if config.tls_insecure else ssl.CERT_REQUIRED,
-        )
-    # MQTT 3.1.1 only: the DSX bus (NATS) refuses MQTT 5, and nothing here needs it.
-    return aiomqtt.Client(
-        config.host, config.port, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V311,
-        username=config.username,
-        password=config.secret_password(), keepalive=int(config.keepalive),
-        clean_session=not config.persistent_session, tls_params=tls_params,
-        tls_insecure=config.tls_insecure if config.tls else None, timeout=PUBLISH_TIMEOUT_S,
-    )
-
-
 async def _watch(client: aiomqtt.Client) -> None:
     async for _ in client.messages:
         pass  # nothing is subscribed; this only waits for the connection to end
-
-
-def mqtt_client_id(config: MqttExporter, site: Site, role: str = "") -> str:
-    """A stable client id (a persistent session needs one): `client_id` or dcim-<site>-<host>,
-    then -I-of-N when this instance polls one shard, then -role (the BMS source: -bms).
-
-    The shard is always part of it: shards on one host (or sharing one config) with one id
-    would take the broker session from each other in turn (a broker drops the older one).
-    """
-    parts = [config.client_id or f"dcim-{site.name}-{socket.gethostname()}"]
-    if site.shard is not None:
-        parts.append(f"{site.shard[0]}-of-{site.shard[1]}")
-    if role:
-        parts.append(role)
-    return "-".join(parts)
-
-
-def auth_refused(exc: aiomqtt.MqttError) -> bool:
-    """The broker refused our username/password (or we are not authorised)."""
-    rc = getattr(exc, "rc", None)
-    value = getattr(rc, "value", rc)
-    return isinstance(value, int) and value in AUTH_CODES
 
 
 class MqttSink:
@@ -99,11 +51,12 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttExporter, site: Site):
+    def __init__(self, config: MqttSinkConfig, site: Site):
         self.config = config
         self.site = site
         self.prefix = config.topic_prefix.rstrip("/")
-        self.client_id = mqtt_client_id(config, site)
+        self.link = MqttLink(config, client_id(site, config.client_id), log, "mqtt",
+                             while_down="events are queued; retrying with backoff")
         self._tracker = EventTracker()
         self._state: dict[str, Message] = {}
         self._dirty: dict[str, None] = {}  # insertion-ordered set of topics to (re)send
@@ -113,13 +66,14 @@ class MqttSink:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        # self-health, read by metrics() from the scrape thread
-        self.connected = False
-        self.auth_failed = False
+        # self-health, read by metrics() from the scrape thread (and self.link's)
         self.published: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
-        self.connect_errors: dict[str, int] = {}
-        self._logged: set[str] = set()
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id this sink connects with."""
+        return self.link.client_id
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -185,48 +139,19 @@ class MqttSink:
     # -- connection ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 1.0
-        while not self._stopping:
-            try:
-                async with make_client(self.config, self.client_id) as client:
-                    self._on_connected()
-                    backoff = 1.0
-                    await self._serve(client)
-            except aiomqtt.MqttError as exc:
-                self._on_connect_error(exc)
-            except (OSError, ssl.SSLError) as exc:
-                self._on_connect_error(aiomqtt.MqttError(str(exc)))
-            self.connected = False
-            if self._stopping:
-                return
-            await self._sleep(backoff * random.uniform(1.0, 1.3))
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
+        await self.link.run(self._serve, lambda: self._stopping, self._sleep)
 
     def _on_connected(self) -> None:
-        if self._logged & {"connect", "auth"}:
-            log.warning("mqtt: connected to %s:%d again", self.config.host, self.config.port)
-        self._logged -= {"connect", "auth"}
-        self.connected = True
-        self.auth_failed = False
+        self.link.up()
         # The broker may have lost retained state (or never had it): send it all again. A
         # message that is not retained (a DSX value) is only sent again if it never went out.
         for topic, message in self._state.items():
             if message.retain:
                 self._dirty[topic] = None
 
-    def _on_connect_error(self, exc: aiomqtt.MqttError) -> None:
-        if auth_refused(exc):
-            self.auth_failed = True
-            self.connect_errors["auth"] = self.connect_errors.get("auth", 0) + 1
-            self._once("auth", f"mqtt: broker {self.config.host}:{self.config.port} refused "
-                               f"the credentials ({exc}); events are queued meanwhile")
-        else:
-            self.connect_errors["network"] = self.connect_errors.get("network", 0) + 1
-            self._once("connect", f"mqtt: lost or no connection to {self.config.host}:"
-                                  f"{self.config.port} ({exc}); retrying with backoff")
-
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Send until stopped; a broken connection raises MqttError out of here."""
+        self._on_connected()
         # The message iterator ends with MqttError when the connection drops: that is how an
         # idle publisher notices (and reports) a lost broker before it has anything to send.
         watch = asyncio.create_task(_watch(client))
@@ -268,28 +193,19 @@ class MqttSink:
             self._count("dsx" if topic.startswith("BMS/") else "state")
 
     async def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < deadline:
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), deadline - time.monotonic())
+        await pause(seconds, self._wake, lambda: self._stopping)
 
     # -- self-health -----------------------------------------------------------------------
 
     def _count(self, kind: str) -> None:
         self.published[kind] = self.published.get(kind, 0) + 1
 
-    def _once(self, key: str, message: str) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.error("%s", message)
-
     def metrics(self) -> Iterable[Metric]:
         """dcim_mqtt_* self-health series."""
         yield gauge("dcim_mqtt_connected", "1 while connected to the MQTT broker",
-                    1.0 if self.connected else 0.0)
+                    1.0 if self.link.connected else 0.0)
         yield gauge("dcim_mqtt_auth_failed", "1 while the broker refuses dcim's credentials",
-                    1.0 if self.auth_failed else 0.0)
+                    1.0 if self.link.auth_failed else 0.0)
         yield gauge("dcim_mqtt_events_queued", "Events waiting for the broker",
                     float(len(self._events)))
         yield gauge("dcim_mqtt_state_pending", "Retained state topics waiting to be sent",
@@ -302,4 +218,4 @@ class MqttSink:
                       "Events dropped because the queue was full while the broker was away",
                       drops, ["reason"])
         yield counter("dcim_mqtt_connect_errors", "Failed or lost connections, by kind",
-                      {(k,): float(v) for k, v in sorted(self.connect_errors.items())}, ["kind"])
+                      {(k,): float(v) for k, v in sorted(self.link.connect_errors.items())}, ["kind"])

@@ -109,7 +109,8 @@ class PrometheusSink:
         try:
             self.port = int(port)
         except ValueError:
-            raise ConfigError([f"exporters.prometheus.listen: '{listen}' is not host:port"]) from None
+            raise ConfigError(
+                [f"sinks.prometheus.listen (or --listen): '{listen}' is not host:port"]) from None
         self.health = health
         self.published: Published | None = None
         self.extra: list[Callable[[], Iterable[Metric]]] = []

@@ -276,19 +276,3 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
         overruns.add_metric([site, dev.id], float(h.overruns))
     yield from (up, info, duration, last, polls, errors, invalid, overruns)
 
-
-def gauge(name: str, doc: str, value: float, **labels: str) -> GaugeMetricFamily:
-    """A single-sample gauge, for sinks reporting their own health."""
-    family = _g(name, doc, list(labels))
-    family.add_metric(list(labels.values()), value)
-    return family
-
-
-def counter(name: str, doc: str, samples: Mapping[tuple[str, ...], float],
-            labels: list[str]) -> CounterMetricFamily:
-    """A counter with one sample per label tuple, for sinks reporting their own health."""
-    family = _c(name, doc, labels)
-    for label_values, value in samples.items():
-        family.add_metric(list(label_values), value)
-    return family
-

@@ -1,6 +1,6 @@
 """A BMS on the MQTT bus as a source of readings (DSX Exchange value payloads).
 
-Each configured topic (exporters.mqtt.bms.points) feeds one canonical point of a site device
+Each configured topic (sources.bms.points) feeds one canonical point of a site device
 that dcim does not poll itself (a leak sensor, a CDU read by the BMS). A payload is the DSX value
 envelope {"value": number|null, "timestamp": epoch ms, "quality": int}; value null, quality
 other than 1, a malformed payload or a physically impossible value is an invalid reading of that
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,18 +22,17 @@ from dataclasses import dataclass
 import aiomqtt
 from prometheus_client.metrics_core import Metric
 
-from dcim.config import MqttExporter
+from dcim.interfaces import OnResult
+from dcim.metric_families import counter, gauge
+from dcim.mqtt_client import MqttLink, client_id
 from dcim.points import POINTS, check_range
 from dcim.readings import PointValue, PollResult
 from dcim.reasons import PointError, Reason
-from dcim.sinks.mqtt import auth_refused, make_client, mqtt_client_id
-from dcim.sinks.prometheus_metrics import counter, gauge
-from dcim.site import DeviceSpec, Site
+from dcim.site import BmsSpec, DeviceSpec, Site
 from dcim.tasks import cancel_and_wait
 
 log = logging.getLogger("dcim.bms")
 
-MAX_BACKOFF_S = 60.0
 # A BMS clock ahead of ours must not make a reading look fresher than it is.
 MAX_FUTURE_S = 5.0
 
@@ -82,26 +80,22 @@ class BmsSource:
 
     name = "bms"
 
-    def __init__(self, config: MqttExporter, site: Site,
-                 on_result: Callable[[DeviceSpec, PollResult], None],
+    def __init__(self, spec: BmsSpec, site: Site, on_result: OnResult,
                  clock: Callable[[], float] = time.time):
-        assert config.bms is not None  # its mapping was checked with the site (dcim.site)
-        self.config = config
+        # The mapping was checked with the site (dcim.site.outputs): devices and points exist.
         self.site = site
         self.on_result = on_result
         self.clock = clock
-        self.client_id = mqtt_client_id(config, site, "bms")
-        self.by_topic = {p.topic: p for p in config.bms.points}
+        self.link = MqttLink(spec.broker, client_id(site, spec.client_id, "bms"), log, "bms",
+                             while_down="BMS-fed devices turn stale; retrying")
+        self.by_topic = {p.topic: p for p in spec.points}
         self._latest: dict[str, dict[str, Reading]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        # self-health
-        self.connected = False
-        self.auth_failed = False
+        # self-health (and self.link's)
         self.received = 0
         self.invalid: dict[tuple[str, str], int] = {}
         self.last_message: float | None = None
-        self._logged: set[str] = set()
 
     async def start(self) -> None:
         """Connect and subscribe in the background."""
@@ -114,31 +108,16 @@ class BmsSource:
             await cancel_and_wait([self._task], timeout)
 
     async def _run(self) -> None:
-        backoff = 1.0
-        while not self._stopping:
-            try:
-                async with make_client(self.config, self.client_id) as client:
-                    for topic in self.by_topic:
-                        await client.subscribe(topic, qos=1)
-                    self.connected, self.auth_failed = True, False
-                    if self._logged:
-                        log.warning("bms: subscribed to %s:%d again", self.config.host,
-                                    self.config.port)
-                    self._logged.clear()
-                    backoff = 1.0
-                    async for message in client.messages:
-                        payload = message.payload
-                        if isinstance(payload, bytes | bytearray):
-                            self.handle(str(message.topic), bytes(payload))
-            except aiomqtt.MqttError as exc:
-                self.connected = False
-                if auth_refused(exc):
-                    self.auth_failed = True
-                    self._once("auth", f"bms: broker refused the credentials ({exc})")
-                else:
-                    self._once("connect", f"bms: no connection to the broker ({exc}); retrying")
-            await asyncio.sleep(backoff * random.uniform(1.0, 1.3))
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
+        await self.link.run(self._session, lambda: self._stopping)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        for topic in self.by_topic:
+            await client.subscribe(topic, qos=1)
+        self.link.up()
+        async for message in client.messages:
+            payload = message.payload
+            if isinstance(payload, bytes | bytearray):
+                self.handle(str(message.topic), bytes(payload))
 
     def handle(self, topic: str, payload: bytes) -> PollResult | None:
         """One message: update the point, emit the device's PollResult (None if not mapped)."""
@@ -181,17 +160,15 @@ class BmsSource:
         return PollResult(device=device.id, time=min(stamps) if stamps else newest, duration=0.0,
                           values=values, errors=errors)
 
-    def _once(self, key: str, message: str) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.error("%s", message)
-
     def metrics(self) -> Iterable[Metric]:
         """dcim_bms_* self-health series."""
         yield gauge("dcim_bms_connected", "1 while subscribed to the BMS broker",
-                    1.0 if self.connected else 0.0)
+                    1.0 if self.link.connected else 0.0)
         yield gauge("dcim_bms_auth_failed", "1 while the BMS broker refuses dcim's credentials",
-                    1.0 if self.auth_failed else 0.0)
+                    1.0 if self.link.auth_failed else 0.0)
+        yield counter("dcim_bms_connect_errors", "Failed or lost connections, by kind",
+                      {(k,): float(v) for k, v in sorted(self.link.connect_errors.items())},
+                      ["kind"])
         yield counter("dcim_bms_messages_received", "BMS value messages received on mapped topics",
                       {(): float(self.received)}, [])
         yield counter("dcim_bms_invalid_readings",

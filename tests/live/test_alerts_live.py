@@ -137,9 +137,9 @@ def daemon(tmp_path: Path, simulator: SimulatorProcess) -> Iterator[DaemonProces
         workdir, simulator.config,
         site={"pue_target": 1.1},  # below the simulated ~1.24: DcimPueAboveTarget fires
         polling={"interval": "2s", "timeout": "1s", "retries": 0, "max_age": "5s"},
-        exporters={"influxdb": {"url": f"http://127.0.0.1:{dead_influx}", "org": "dc",
-                                "bucket": "dcim", "token": "test-token", "flush_interval": "1s",
-                                "max_backoff": "2s"}},
+        sinks={"influxdb": {"url": f"http://127.0.0.1:{dead_influx}", "org": "dc",
+                            "bucket": "dcim", "token": "test-token", "flush_interval": "1s",
+                            "max_backoff": "2s"}},
         args=["--shard", "0/1"])  # exported as one shard of one
     daemon.start()
     try:

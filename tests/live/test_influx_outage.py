@@ -36,14 +36,14 @@ MAX_GAP_MS = 3.5 * INTERVAL_S * 1000  # interval plus jitter and a slow poll
 
 
 def influx_daemon(workdir: Path, sim: SimulatorProcess, vm: VictoriaMetricsServer,
-                  **exporters: Any) -> DaemonProcess:
+                  **sinks: Any) -> DaemonProcess:
     """`dcim run` on the simulator's site, 1 s polling, InfluxDB pointed at VictoriaMetrics."""
     influx = {"url": vm.url, "org": "dcim", "bucket": "dcim", "token": "t",
               "flush_interval": "1s", "max_backoff": "2s"}
     return DaemonProcess(
         workdir, sim.config,
         polling={"interval": f"{INTERVAL_S}s", "timeout": "400ms", "retries": 0, "max_age": "5s"},
-        exporters={"influxdb": influx, **exporters})
+        sinks={"influxdb": influx, **sinks})
 
 
 def devices_up(daemon: DaemonProcess) -> int:
@@ -221,7 +221,7 @@ def test_sighup_fixing_the_url_delivers_the_backlog(tmp_path: Path, sim: Simulat
         spooled = _spooled_polls(tmp_path / "state" / "influx-spool.db")
         assert spooled, "the wrong URL left points in the spool"
         data = yaml.safe_load(d.config.read_text())
-        data["exporters"]["influxdb"]["url"] = victoria_metrics.url
+        data["sinks"]["influxdb"]["url"] = victoria_metrics.url
         d.config.write_text(yaml.safe_dump(data, sort_keys=False))
         d.signal(signal.SIGHUP)
         wait_until(lambda: "restarted influxdb" in d.log(), 10, what="influxdb sink restarted on reload")

@@ -14,14 +14,14 @@ from pathlib import Path
 from support.servers import ExportedSeries, VictoriaMetricsServer
 from support.sink_site import World
 
-from dcim.config import InfluxExporter
+from dcim.config import InfluxSinkConfig
 from dcim.sinks.influx import InfluxSink
 
 T0 = 1_760_000_000.0
 
 
 def _sink(vm: VictoriaMetricsServer, tmp_path: Path) -> InfluxSink:
-    config = InfluxExporter.model_validate({
+    config = InfluxSinkConfig.model_validate({
         "url": vm.url, "org": "dcim", "bucket": "dcim", "token": "unused-by-vm",
         "flush_interval": "200ms"})
     return InfluxSink(config, tmp_path)

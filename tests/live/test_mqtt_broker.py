@@ -24,7 +24,7 @@ from support.dsx import BusMessage, capture_errors
 from support.servers import MosquittoServer, NatsMqttServer
 from support.sink_site import SITE_CONFIG, World, make_site
 
-from dcim.config import MqttExporter
+from dcim.config import MqttSinkConfig
 from dcim.sinks.mqtt import MqttSink
 from dcim.site import restrict_to_shard
 
@@ -37,9 +37,9 @@ POWER_PATH = {"devices": [
 
 
 def _sink(broker: MosquittoServer, **kw: Any) -> MqttSink:
-    config = MqttExporter.model_validate({"host": broker.host, "port": broker.port,
-                                          "topic_prefix": "dcim/hall-1", "client_id": "dcim-test",
-                                          **kw})
+    config = MqttSinkConfig.model_validate({"host": broker.host, "port": broker.port,
+                                            "topic_prefix": "dcim/hall-1",
+                                            "client_id": "dcim-test", **kw})
     return MqttSink(config, World().site)
 
 
@@ -112,8 +112,9 @@ async def _dsx_on(host: str, port: int, qos: int) -> tuple[MqttSink, list[aiomqt
     received, what one that came afterwards received: the broker's retained messages)."""
     live = _Subscriber(host, port, "BMS/#")
     await asyncio.wait_for(live.subscribed.wait(), 15)
-    config = MqttExporter.model_validate({"host": host, "port": port, "topic_prefix": "dcim/hall-1",
-                                          "client_id": "dcim-test", "dsx": True, "dsx_qos": qos})
+    config = MqttSinkConfig.model_validate({"host": host, "port": port,
+                                            "topic_prefix": "dcim/hall-1", "client_id": "dcim-test",
+                                            "dsx": True, "dsx_qos": qos})
     world = World(make_site(POWER_PATH))
     sink = MqttSink(config, world.site)
     await sink.start()
@@ -122,7 +123,7 @@ async def _dsx_on(host: str, port: int, qos: int) -> tuple[MqttSink, list[aiomqt
                              "on_battery": 0.0, "battery_charge_ratio": 1.0,
                              "current_a": {"1": 200.0, "2": 201.0, "3": 202.0}})
     sink.publish(world.published(T0 + 0.5))
-    await _until(lambda: sink.connected and not sink._dirty)
+    await _until(lambda: sink.link.connected and not sink._dirty)
     await _until(lambda: len(live.messages) >= sink.published["dsx"])
     await live.stop()
     late = await _collect_from(host, port, "#", 2.0)
@@ -186,7 +187,7 @@ async def test_broker_restart_loses_no_qos1_event(mosquitto: MosquittoServer) ->
     sink.publish(world.published(T0 + 1.5))  # leak starts while the broker is up
     await _until(lambda: sink.published.get("event", 0) == 2)
     await asyncio.to_thread(mosquitto.stop)  # graceful: the broker persists queued messages
-    await _until(lambda: not sink.connected)
+    await _until(lambda: not sink.link.connected)
     world.poll_all(T0 + 2, leak=0)
     sink.publish(world.published(T0 + 2.5))  # leak clears while the broker is down
     assert sink.metrics  # publishing returned at once
@@ -208,14 +209,14 @@ async def test_refused_credentials_are_reported_and_publishing_goes_on(
     caplog.set_level(logging.ERROR, logger="dcim.mqtt")
     sink = _sink(broker, username="dcim", password="wrong-password", max_queue=3)
     await sink.start()
-    await _until(lambda: sink.auth_failed)
+    await _until(lambda: sink.link.auth_failed)
     world = World()
     started = time.monotonic()
     for i in range(6):
         world.poll_all(T0 + i, leak=i % 2)
         sink.publish(world.published(T0 + i + 0.5))
     assert time.monotonic() - started < 1.0
-    await _until(lambda: sink.connect_errors.get("auth", 0) >= 2, 20)
+    await _until(lambda: sink.link.connect_errors.get("auth", 0) >= 2, 20)
     metrics = {m.name: m for m in sink.metrics()}
     await sink.stop(1.0)
     assert metrics["dcim_mqtt_auth_failed"].samples[0].value == 1.0
@@ -232,17 +233,17 @@ async def test_right_credentials_connect(mosquitto_factory: Callable[..., Mosqui
     broker = mosquitto_factory(users={"dcim": "right-password"})
     sink = _sink(broker, username="dcim", password="right-password")
     await sink.start()
-    await _until(lambda: sink.connected)
+    await _until(lambda: sink.link.connected)
     await sink.stop(1.0)
-    assert not sink.auth_failed
+    assert not sink.link.auth_failed
 
 
 async def test_two_shards_on_one_host_keep_their_own_sessions(mosquitto: MosquittoServer) -> None:
     # The default client id (no client_id configured) carries the shard: with one id for
     # both, the broker drops each one's connection whenever the other reconnects (measured:
     # 3 lost connections each in 8 s of publishing).
-    config = MqttExporter.model_validate({"host": mosquitto.host, "port": mosquitto.port,
-                                          "topic_prefix": "dcim/shards"})
+    config = MqttSinkConfig.model_validate({"host": mosquitto.host, "port": mosquitto.port,
+                                            "topic_prefix": "dcim/shards"})
     worlds = [World(restrict_to_shard(World().site, i, 2)) for i in range(2)]
     sinks = [MqttSink(config, world.site) for world in worlds]
     assert sinks[0].client_id.endswith("-0-of-2") and sinks[1].client_id.endswith("-1-of-2")
@@ -254,8 +255,8 @@ async def test_two_shards_on_one_host_keep_their_own_sessions(mosquitto: Mosquit
                 world.poll_all(T0 + i, rack_kw=60.0 + i)
                 sink.publish(world.published(T0 + i + 0.5))
             await asyncio.sleep(0.5)
-        await _until(lambda: all(s.connected and not s._dirty for s in sinks))
-        assert [s.connect_errors for s in sinks] == [{}, {}]
+        await _until(lambda: all(s.link.connected and not s._dirty for s in sinks))
+        assert [s.link.connect_errors for s in sinks] == [{}, {}]
     finally:
         for sink in sinks:
             await sink.stop(timeout=2)

@@ -26,15 +26,19 @@ LEAK_TOPIC = "BMS/v1/PUB/Value/CDU/LeakDetect/campus/hall-1/cdu-9/leak"
 SUPPLY_TOPIC = "BMS/v1/PUB/Value/CDU/LiquidTemperature/campus/hall-1/cdu-9/supply"
 
 
-def _site(port: int = 1883, **bms: Any) -> Site:
+def _site(port: int = 1883, legacy: bool = False) -> Site:
+    """The sink test site with a BMS-fed CDU, under sources.bms (or the deprecated key)."""
     config = dict(SITE_CONFIG)
     config["devices"] = [*SITE_CONFIG["devices"],
                          {"id": "cdu-9", "profile": "generic-cdu", "host": "bms", "port": 502,
                           "serves": ["r02"], "interval": "2m"}]
-    config["exporters"] = {"mqtt": {"host": "127.0.0.1", "port": port, "bms": {"points": [
-        {"topic": LEAK_TOPIC, "device": "cdu-9", "point": "leak"},
-        {"topic": SUPPLY_TOPIC, "device": "cdu-9", "point": "supply_temp_c"},
-    ]}, **bms}}
+    points = [{"topic": LEAK_TOPIC, "device": "cdu-9", "point": "leak"},
+              {"topic": SUPPLY_TOPIC, "device": "cdu-9", "point": "supply_temp_c"}]
+    if legacy:
+        config["exporters"] = {"mqtt": {"host": "127.0.0.1", "port": port, "plain": False,
+                                        "bms": {"points": points}}}
+    else:
+        config["sources"] = {"bms": {"host": "127.0.0.1", "port": port, "points": points}}
     return build_site(parse_config(config), REGISTRY)
 
 
@@ -67,8 +71,8 @@ def test_invalid_and_stale_readings_are_not_used() -> None:
     now = [1_760_000_000.0]
     sink = Sink()
     site = _site()
-    source = BmsSource(site.config.exporters.mqtt, site, sink,  # type: ignore[arg-type]
-                       clock=lambda: now[0])
+    assert site.sources.bms is not None
+    source = BmsSource(site.sources.bms, site, sink, clock=lambda: now[0])
     result = source.handle(SUPPLY_TOPIC, _payload(31.5, now[0] - 1))
     assert result is not None and result.values == {"supply_temp_c": 31.5}
     result = source.handle(LEAK_TOPIC, _payload(None, now[0], quality=0))
@@ -91,25 +95,25 @@ def test_invalid_and_stale_readings_are_not_used() -> None:
 
 def test_mapping_errors_name_the_field() -> None:
     config = dict(SITE_CONFIG)
-    config["exporters"] = {"mqtt": {"host": "h", "bms": {"points": [
+    config["sources"] = {"bms": {"host": "h", "points": [
         {"topic": "a", "device": "nope", "point": "leak"},
         {"topic": "b", "device": "main-1", "point": "leak"},
-        {"topic": "b", "device": "cdu-1", "point": "leek"}]}}}
+        {"topic": "b", "device": "cdu-1", "point": "leek"}]}}
     # Checked with the rest of the site, so check-config, pue and run all refuse it.
     with pytest.raises(ConfigError) as err:
         build_site(parse_config(config), REGISTRY)
     assert err.value.errors == [
-        "exporters.mqtt.bms.points[0].device: unknown device 'nope'",
-        "exporters.mqtt.bms.points[1].point: a meter has no point 'leak'",
-        "exporters.mqtt.bms.points[2].topic: 'b' is mapped twice",
-        "exporters.mqtt.bms.points[2].point: unknown point 'leek'",
+        "sources.bms.points[0].device: unknown device 'nope'",
+        "sources.bms.points[1].point: a meter has no point 'leak'",
+        "sources.bms.points[2].topic: 'b' is mapped twice",
+        "sources.bms.points[2].point: unknown point 'leek'",
     ]
 
 
 def test_wildcard_topics_are_refused() -> None:
     config = dict(SITE_CONFIG)
-    config["exporters"] = {"mqtt": {"host": "h", "bms": {"points": [
-        {"topic": "BMS/v1/PUB/Value/CDU/#", "device": "cdu-1", "point": "leak"}]}}}
+    config["sources"] = {"bms": {"host": "h", "points": [
+        {"topic": "BMS/v1/PUB/Value/CDU/#", "device": "cdu-1", "point": "leak"}]}}
     with pytest.raises(ConfigError, match="wildcards"):
         parse_config(config)
 
@@ -122,13 +126,16 @@ async def _until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_published_leak_becomes_the_cdus_leak_point(mosquitto: MosquittoServer) -> None:
-    site = _site(mosquitto.port)
+@pytest.mark.parametrize("legacy", [False, True], ids=["sources.bms", "exporters.mqtt.bms"])
+async def test_a_published_leak_becomes_the_cdus_leak_point(mosquitto: MosquittoServer,
+                                                            legacy: bool) -> None:
+    site = _site(mosquitto.port, legacy)
+    assert len(site.warnings) == (2 if legacy else 0)
     assert owned_devices(site) == {"cdu-9"}
     sink = Sink()
     [source] = make_sources(site, sink)
     await source.start()
-    await _until(lambda: source.connected)
+    await _until(lambda: source.link.connected)
     now = time.time()
     async with aiomqtt.Client(mosquitto.host, mosquitto.port) as bms:
         await bms.publish(SUPPLY_TOPIC, _payload(30.2, now), qos=1)
@@ -153,11 +160,11 @@ async def test_source_reconnects_after_a_broker_restart(mosquitto: MosquittoServ
     sink = Sink()
     [source] = make_sources(site, sink)
     await source.start()
-    await _until(lambda: source.connected)
+    await _until(lambda: source.link.connected)
     await asyncio.to_thread(mosquitto.stop)
-    await _until(lambda: not source.connected)
+    await _until(lambda: not source.link.connected)
     await asyncio.to_thread(mosquitto.start)
-    await _until(lambda: source.connected, 30)
+    await _until(lambda: source.link.connected, 30)
     async with aiomqtt.Client(mosquitto.host, mosquitto.port) as bms:
         await bms.publish(LEAK_TOPIC, _payload(0, time.time()), qos=1)
         await _until(lambda: len(sink.results) == 1)
@@ -183,8 +190,8 @@ def test_daemon_takes_a_bms_leak_instead_of_polling(tmp_path: Any, mosquitto: Mo
         bms = {"points": [{"topic": t, "device": cdu, "point": p} for p, t in topics.items()]}
         daemon = DaemonProcess(tmp_path, sim.config,
                                polling={"interval": "1s", "timeout": "400ms", "max_age": "5s"},
-                               exporters={"mqtt": {"host": "127.0.0.1", "port": mosquitto.port,
-                                                   "plain": False, "bms": bms}})
+                               sources={"bms": {"host": "127.0.0.1", "port": mosquitto.port,
+                                                **bms}})
         daemon.start()
 
         async def publish() -> None:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from dcim.compute.cooling import heat_removed_w
-from dcim.config import COOLANTS
+from dcim.coolant import COOLANTS
 from dcim.points import Kind
 from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile
 from dcim.sim import presets, vendors

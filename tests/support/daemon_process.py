@@ -32,7 +32,8 @@ class DaemonProcess:
 
     def __init__(self, workdir: Path, site_config: Path, *,
                  polling: Mapping[str, Any] | None = None,
-                 exporters: Mapping[str, Any] | None = None,
+                 sinks: Mapping[str, Any] | None = None,
+                 sources: Mapping[str, Any] | None = None,
                  state_dir: Path | None = None, env: Mapping[str, str] | None = None,
                  site: Mapping[str, Any] | None = None, args: Sequence[str] = ()):
         data: dict[str, Any] = yaml.safe_load(site_config.read_text())
@@ -41,8 +42,9 @@ class DaemonProcess:
         if polling is not None:
             data["polling"] = dict(polling)
         data["state_dir"] = str(state_dir or workdir / "state")
-        data["exporters"] = {"prometheus": {"listen": f"127.0.0.1:{self.port}"},
-                             **(exporters or {})}
+        data["sinks"] = {"prometheus": {"listen": f"127.0.0.1:{self.port}"}, **(sinks or {})}
+        if sources is not None:
+            data["sources"] = dict(sources)
         self.workdir = workdir
         self.config = workdir / "site.yaml"
         self.config.write_text(yaml.safe_dump(data, sort_keys=False))

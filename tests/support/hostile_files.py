@@ -64,7 +64,7 @@ def injection(field: str) -> bytes:
     if field == "tenant":
         return BASE.replace("tenant: acme", 'tenant: "acme\\nevil_injected"').encode()
     if field == "topic":
-        return (BASE + 'exporters:\n  mqtt: {host: 127.0.0.1, topic_prefix: "dcim/#/x+"}\n').encode()
+        return (BASE + 'sinks:\n  mqtt: {host: 127.0.0.1, topic_prefix: "dcim/#/x+"}\n').encode()
     raise ValueError(field)
 
 
@@ -85,7 +85,7 @@ HOSTILE_CONFIGS: dict[str, tuple[bytes, str]] = {
                           "letters, digits and _ . : - (starting with a letter or digit)"),
     "tenant-newline": (injection("tenant"), "racks[0].tenant: invalid id 'acme\\nevil_injected': "
                        "use letters, digits and _ . : - (starting with a letter or digit)"),
-    "topic-wildcards": (injection("topic"), "exporters.mqtt.topic_prefix: invalid topic "
+    "topic-wildcards": (injection("topic"), "sinks.mqtt.topic_prefix: invalid topic "
                         "'dcim/#/x+': use levels of letters, digits and _ . : - separated by / "
                         "(no wildcards + #, no empty level)"),
 }

@@ -35,7 +35,7 @@ SITE_CONFIG: dict[str, Any] = {
 
 
 def make_site(extra: Mapping[str, Any] | None = None) -> Site:
-    """The test site, optionally with more top-level config (e.g. exporters)."""
+    """The test site, optionally with more top-level config (e.g. sinks)."""
     return build_site(parse_config({**SITE_CONFIG, **(extra or {})}), REGISTRY)
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from dcim.compute import compute
 from dcim.compute.cooling import heat_removed_w
-from dcim.config import COOLANTS, parse_config
+from dcim.config import parse_config
+from dcim.coolant import COOLANTS
 from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile
 from dcim.readings import PollResult, failed
 from dcim.site import Site, build_site

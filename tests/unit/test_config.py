@@ -7,7 +7,9 @@ Set DCIM_UPDATE_GOLDENS=1 to write missing goldens (review them by hand before c
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from dcim.config import parse_duration
+from dcim.config import parse_config, parse_duration, validate_config
 from dcim.errors import ConfigError
-from dcim.site import Site, load_site
+from dcim.profile import ProfileRegistry
+from dcim.site import Site, build_site, load_site
 
 CASES = Path(__file__).resolve().parent.parent / "config_cases"
 UPDATE = os.environ.get("DCIM_UPDATE_GOLDENS") == "1"
+REGISTRY = ProfileRegistry.load()
 
 
 def _cases() -> list[Path]:
@@ -54,6 +59,14 @@ def summarize(site: Site) -> dict[str, Any]:
         "pue": None if site.pue is None else {
             "facility": dict(site.pue.facility), "it": dict(site.pue.it),
             "it_from_racks": site.pue.it_from_racks},
+        "sinks": {"prometheus": site.sinks.prometheus.listen,
+                  "influxdb": site.sinks.influxdb.url if site.sinks.influxdb else None,
+                  "mqtt": site.sinks.mqtt.host if site.sinks.mqtt else None},
+        "sources": {"bms": None if site.sources.bms is None else {
+            "broker": f"{site.sources.bms.broker.host}:{site.sources.bms.broker.port}",
+            "client_id": site.sources.bms.client_id,
+            "points": {p.topic: f"{p.device}.{p.point}" for p in site.sources.bms.points}}},
+        "warnings": list(site.warnings),
     }
 
 
@@ -92,7 +105,10 @@ def test_secrets_resolved_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> No
     assert (auth.auth_key, auth.priv_key) == ("auth-key-123", "s3cr3t-priv-key")
     assert site.devices["r02-pdu-a"].auth is not None
     assert site.devices["r02-pdu-a"].auth.community == "c0mmunity"
-    shown = repr(site) + repr(site.config) + str(site.config.model_dump())
+    assert site.sinks.influxdb is not None and site.sinks.influxdb.secret_token() == "c0mmunity"
+    assert site.sources.bms is not None
+    assert site.sources.bms.broker.secret_password() == "s3cr3t-priv-key"
+    shown = repr(site) + str(site.sinks) + str(site.sources)
     for secret in ("auth-key-123", "s3cr3t-priv-key", "c0mmunity"):
         assert secret not in shown
 
@@ -115,8 +131,9 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
                           env={**os.environ, **(env or {})}, timeout=60)
 
 
-def test_check_config_cli_reports_every_error_and_exits_2() -> None:
-    case = CASES / "unknown-references"
+@pytest.mark.parametrize("name", ["unknown-references", "unknown-key-and-bad-values"])
+def test_check_config_cli_reports_every_error_and_exits_2(name: str) -> None:
+    case = CASES / name
     proc = _cli("check-config", str(case / "site.yaml"))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -127,10 +144,79 @@ def test_check_config_cli_accepts_valid_config() -> None:
     case = CASES / "valid-full"
     proc = _cli("check-config", str(case / "site.yaml"), env=_env(case))
     assert proc.returncode == 0, proc.stderr
-    assert "hall-1" in proc.stdout and "8 devices" in proc.stdout
+    assert "hall-1" in proc.stdout and "9 devices" in proc.stdout
+    assert proc.stderr == ""  # no deprecated keys, no warnings
 
 
 def test_check_config_cli_missing_file() -> None:
     proc = _cli("check-config", "/nonexistent/site.yaml")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "/nonexistent/site.yaml: cannot read: No such file or directory"
+
+
+def test_check_config_cli_prints_deprecations_and_accepts() -> None:
+    case = CASES / "deprecated-keys"
+    proc = _cli("check-config", str(case / "site.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    expected = json.loads((case / "expected.json").read_text())["warnings"]
+    assert expected and proc.stderr.splitlines() == [f"warning: {w}" for w in expected]
+
+
+def test_check_config_cli_prints_deprecations_beside_errors(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text("site: {name: s}\nexporters: {prometheus: {listen: nowhere}}\n")
+    proc = _cli("check-config", str(config))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "warning: exporters: deprecated, rename it to sinks (the keys inside stay the same)",
+        "exporters.prometheus.listen: 'nowhere' is not host:port (e.g. 127.0.0.1:9860, [::1]:9860)",
+    ]
+
+
+def test_the_daemon_logs_each_deprecation_once_at_load(caplog: pytest.LogCaptureFixture) -> None:
+    from dcim.daemon.runtime import Daemon
+
+    case = CASES / "deprecated-keys"
+    with caplog.at_level(logging.WARNING, logger="dcim"):
+        site = Daemon(case / "site.yaml")._load()
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert logged == [f"config: {w}" for w in site.warnings] and len(logged) == 2
+
+
+def test_everything_is_checked_even_when_validation_leaves_parts_out() -> None:
+    validated = validate_config({
+        "site": {"name": "s"},
+        "credentials": {"good": {"community": "x"}, "bad": {"snmp_version": 7}},
+        "racks": [{"id": "r1", "colour": "blue"}, {"id": "r2", "cap_kw": 0}, {"cap_kw": 0}],
+        "devices": [{"id": "d1", "profile": "apc-rpdu2", "host": "h", "port": 0}],
+        "sinks": {"mqtt": {"host": "h", "port": "x"}, "influxdb": {"url": "http://i", "org": "o",
+                                                                   "bucket": "b"}},
+        "polling": {"interval": "soon"},
+    })
+    config, invalid = validated.config, validated.invalid
+    # an unknown key only drops the key; other faults drop their entry or part
+    assert [r.id for r in config.racks] == ["r1"]
+    assert set(config.credentials) == {"good"} and config.devices == ()
+    assert config.sinks.mqtt is None and config.sinks.influxdb is not None
+    assert invalid.items["racks"] == {"r2"}  # the rack without an id cannot be referred to
+    assert invalid.hides("devices", "d1") and invalid.hides("credentials", "bad")
+    assert invalid.hides("sinks.mqtt") and invalid.hides("polling") and not invalid.hides("site")
+    assert len(validated.errors) == 8
+
+
+def test_parse_config_is_strict() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"site": {"name": "s"}, "racks": [{"id": "r1", "colour": "blue"}]})
+    assert err.value.errors == ["racks[0].colour: unknown key"]
+
+
+def test_the_readme_example_is_a_valid_config() -> None:
+    readme = (CASES.parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Site config"):]
+    text = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml"))]
+    validated = validate_config(yaml.safe_load(text), env={"PDU_AUTH": "an-auth-key"}.get)
+    # /etc/dcim/* are the reader's files, not ours: everything else must hold
+    assert all("cannot read secret file /etc/dcim/" in e for e in validated.errors), validated.errors
+    # the cross-section checks on the rest (they raise on any fault)
+    site = build_site(dataclasses.replace(validated, errors=()), REGISTRY)
+    assert site.sources.bms is not None and site.sinks.mqtt is not None

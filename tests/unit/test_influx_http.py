@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from support.sink_site import World
 
-from dcim.config import InfluxExporter
+from dcim.config import InfluxSinkConfig
 from dcim.sinks import influx
 from dcim.sinks.influx import InfluxSink, classify, retry_after
 
@@ -73,7 +73,7 @@ async def server() -> AsyncIterator[tuple[Script, str]]:
 
 
 def _sink(url: str, tmp_path: Path, **kw: object) -> InfluxSink:
-    config = InfluxExporter.model_validate({
+    config = InfluxSinkConfig.model_validate({
         "url": url, "org": "o", "bucket": "b", "token": "secret-token",
         "flush_interval": "200ms", "batch_size": 1000, **kw})
     return InfluxSink(config, tmp_path)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from support.dsx import BusMessage, capture_errors, message_errors
 from support.sink_site import SITE_CONFIG, World, make_site
 
-from dcim.config import MqttExporter, parse_config
+from dcim.config import MqttSinkConfig, parse_config
 from dcim.errors import ConfigError
 from dcim.points import Kind
 from dcim.profile import ProfileRegistry
@@ -74,7 +74,7 @@ def _sent(sink: MqttSink) -> list[BusMessage]:
 
 
 def _dsx_sink(**kw: Any) -> MqttSink:
-    config = MqttExporter.model_validate({"host": "127.0.0.1", "dsx": True, "plain": False, **kw})
+    config = MqttSinkConfig.model_validate({"host": "127.0.0.1", "dsx": True, "plain": False, **kw})
     return MqttSink(config, make_site(POWER_PATH))
 
 
@@ -201,12 +201,12 @@ def test_heartbeat_every_10_s() -> None:
 
 
 def test_value_qos_defaults_to_0_and_rejects_2() -> None:
-    assert MqttExporter.model_validate({"host": "h"}).dsx_qos == 0
+    assert MqttSinkConfig.model_validate({"host": "h"}).dsx_qos == 0
     with pytest.raises(ValidationError):
-        MqttExporter.model_validate({"host": "h", "dsx_qos": 2})
+        MqttSinkConfig.model_validate({"host": "h", "dsx_qos": 2})
     for prefix in ("a/+/b", "a//b", "has space", "/a", "a/#"):
         with pytest.raises(ValidationError):
-            MqttExporter.model_validate({"host": "h", "dsx_tag_prefix": prefix})
+            MqttSinkConfig.model_validate({"host": "h", "dsx_tag_prefix": prefix})
 
 
 def _good() -> dict[str, BusMessage]:

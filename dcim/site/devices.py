@@ -1,0 +1,169 @@
+"""Sections `devices` and `polling`: each device resolved against its profile and the racks.
+
+A timeout that is not below its interval is reported where it was set: once as
+`polling.timeout` when both come from `polling`, on the device when the device sets either.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from dcim.config import Config, Credentials, Device, Invalid, Polling
+from dcim.coolant import COOLANTS, DEFAULT_COOLANT, Coolant
+from dcim.points import Kind
+from dcim.profile import Profile, ProfileRegistry
+from dcim.site.credentials import snmp_auth
+from dcim.site.model import (
+    DEFAULT_PORTS,
+    RACK_POWER_KINDS,
+    SERVING_KINDS,
+    DeviceSpec,
+    RedfishTarget,
+    SnmpAuth,
+)
+from dcim.site.racks import Feeds, rack_cap_kw
+
+
+def check_polling(polling: Polling, invalid: Invalid) -> list[str]:
+    """The defaults themselves: the timeout must be shorter than the interval."""
+    if invalid.hides("polling") or polling.timeout < polling.interval:
+        return []
+    return [f"polling.timeout: {polling.timeout:g}s must be shorter than the poll interval "
+            f"{polling.interval:g}s"]
+
+
+def _check_timing(where: str, dev: Device, polling: Polling) -> list[str]:
+    interval = dev.interval or polling.interval
+    timeout = dev.timeout or polling.timeout
+    if timeout < interval:
+        return []
+    if dev.timeout is not None:
+        return [f"{where}.timeout: {timeout:g}s must be shorter than the poll interval "
+                f"{interval:g}s"]
+    if dev.interval is not None:
+        return [f"{where}.interval: {interval:g}s must be longer than the timeout {timeout:g}s "
+                "(polling.timeout)"]
+    return []  # both from polling: check_polling reports it once
+
+
+def _suggest(name: str, registry: ProfileRegistry) -> str:
+    close = difflib.get_close_matches(name, registry.names(), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{hint}; `dcim profiles` lists the known ones"
+
+
+def _check_rack(where: str, dev: Device, profile: Profile, feeds: Feeds,
+                invalid: Invalid) -> list[str]:
+    """Whether the device may feed the rack it names (or names a feed without a rack)."""
+    if dev.rack is None:
+        return [f"{where}.feed: a feed needs a rack"] if dev.feed is not None else []
+    if dev.rack not in feeds:
+        hidden = invalid.hides("racks", dev.rack)
+        return [] if hidden else [f"{where}.rack: unknown rack '{dev.rack}'"]
+    if profile.kind not in RACK_POWER_KINDS:
+        return [f"{where}.rack: a {profile.kind} cannot feed a rack (pdu, shelf or meter only)"]
+    if "power_w" not in profile.points:
+        return [f"{where}.rack: profile '{profile.name}' has no power_w point"]
+    return []
+
+
+def _check_serves(where: str, dev: Device, profile: Profile, feeds: Feeds, declared: set[str],
+                  invalid: Invalid) -> list[str]:
+    errors = []
+    if dev.serves and profile.kind not in SERVING_KINDS:
+        errors.append(f"{where}.serves: a {profile.kind} serves nothing (a cdu serves racks; "
+                      "a meter or ups serves racks or devices)")
+    for j, target in enumerate(dev.serves):
+        if target in feeds or invalid.hides("racks", target):
+            continue
+        if profile.kind == Kind.CDU:
+            errors.append(f"{where}.serves[{j}]: unknown rack '{target}'")
+        # A meter's or UPS's serves (the DSX power path) may also name a device.
+        elif (profile.kind in SERVING_KINDS and target not in declared
+              and not invalid.hides("devices", target)):
+            errors.append(f"{where}.serves[{j}]: unknown rack or device '{target}'")
+    return errors
+
+
+def _redfish_target(dev: Device, creds: Credentials | None) -> RedfishTarget:
+    return RedfishTarget(
+        tls=dev.tls if dev.tls is not None else True,
+        tls_verify=dev.tls_verify if dev.tls_verify is not None else True,
+        tls_ca_file=dev.tls_ca_file, resource=dev.resource,
+        username=creds.username if creds else None,
+        password=creds.secret("password") if creds else None,
+        http_auth=creds.http_auth if creds else "auto",
+    )
+
+
+def _check_redfish_fields(where: str, dev: Device, protocol: str) -> list[str]:
+    """tls/resource settings only mean something to a Redfish device."""
+    if protocol == "redfish":
+        given = [k for k in ("tls_verify", "tls_ca_file") if getattr(dev, k) is not None]
+        if dev.tls is False:
+            return [f"{where}.{k}: a certificate setting needs tls: true" for k in given]
+        return []
+    given = [k for k in ("tls", "tls_verify", "tls_ca_file", "resource")
+             if getattr(dev, k) is not None]
+    return [f"{where}.{k}: only for redfish devices (this one is {protocol})" for k in given]
+
+
+def _coolant(dev: Device, profile: Profile) -> Coolant | None:
+    if dev.coolant is not None:
+        return Coolant(density_kg_m3=dev.coolant.density_kg_m3, cp_kj_kg_k=dev.coolant.cp_kj_kg_k)
+    return COOLANTS[DEFAULT_COOLANT] if profile.kind == Kind.CDU else None
+
+
+def resolve_devices(config: Config, registry: ProfileRegistry, invalid: Invalid,
+                    errors: list[str]) -> tuple[dict[str, DeviceSpec], Feeds]:
+    """The devices that resolve (faults appended to errors), and which feed each rack."""
+    polling = config.polling
+    max_kw = config.site.rack_max_kw
+    devices: dict[str, DeviceSpec] = {}
+    seen: dict[str, int] = {}
+    feeds: Feeds = {r.id: {} for r in config.racks}
+    declared = {d.id for d in config.devices}
+    for i, dev in enumerate(config.devices):
+        where = f"devices[{i}]"
+        if dev.id in seen:
+            errors.append(f"{where}.id: duplicate id '{dev.id}' (also devices[{seen[dev.id]}])")
+            continue
+        seen[dev.id] = i
+        if dev.profile not in registry:
+            if not invalid.hides("profile_dirs"):
+                errors.append(f"{where}.profile: unknown profile '{dev.profile}'"
+                              f"{_suggest(dev.profile, registry)}")
+            continue
+        profile = registry[dev.profile]
+        auth: SnmpAuth | None = None
+        redfish: RedfishTarget | None = None
+        errors.extend(_check_redfish_fields(where, dev, profile.protocol))
+        if dev.credentials is not None and dev.credentials not in config.credentials:
+            if not invalid.hides("credentials", dev.credentials):
+                errors.append(f"{where}.credentials: unknown credentials '{dev.credentials}'")
+        elif profile.protocol == "snmp":
+            auth = snmp_auth(config.credentials, dev.credentials)
+        elif profile.protocol == "redfish":
+            named = config.credentials.get(dev.credentials) if dev.credentials else None
+            redfish = _redfish_target(dev, named)
+        rack_errors = _check_rack(where, dev, profile, feeds, invalid)
+        if dev.rack is not None and dev.rack in feeds and not rack_errors:
+            feeds[dev.rack].setdefault(dev.feed or "A", []).append(dev.id)
+        errors.extend(rack_errors)
+        errors.extend(_check_serves(where, dev, profile, feeds, declared, invalid))
+        if not invalid.hides("polling"):
+            errors.extend(_check_timing(where, dev, polling))
+        interval = dev.interval or polling.interval
+        # A PDU or shelf always has a rack-sized bound on its power, racked or not.
+        cap_kw = (rack_cap_kw(config.racks, dev.rack, max_kw)
+                  if dev.rack is not None or profile.kind in (Kind.PDU, Kind.SHELF) else None)
+        devices[dev.id] = DeviceSpec(
+            id=dev.id, profile=profile, host=dev.host,
+            port=dev.port or DEFAULT_PORTS[profile.protocol], unit=dev.unit,
+            interval=interval, timeout=dev.timeout or polling.timeout, retries=polling.retries,
+            max_age=max(polling.max_age, interval), rack=dev.rack,
+            feed=dev.feed or ("A" if dev.rack else None), serves=dev.serves, framer=dev.framer,
+            coolant=_coolant(dev, profile), auth=auth, redfish=redfish,
+            rack_cap_w=None if cap_kw is None else cap_kw * 1000,
+        )
+    return devices, feeds
