@@ -8,6 +8,7 @@ from dcim.compute.cooling import cdu_cooling
 from dcim.compute.fresh import Inputs
 from dcim.compute.pue import live_pue
 from dcim.compute.racks import rack_power
+from dcim.compute.shelves import shelf_redundancy
 from dcim.compute.snapshot import DeviceStatus, Overhead, PueResult, Snapshot
 from dcim.points import Kind
 from dcim.site import Site
@@ -22,9 +23,11 @@ def compute(site: Site, state: Mapping[str, DeviceState], now: float) -> Snapsho
     racks = {rid: rack_power(rack, inputs) for rid, rack in site.racks.items()}
     pue = live_pue(site.pue, inputs, site.pue_target)
     cdus = {d: cdu_cooling(site.devices[d], inputs, racks) for d in site.ids_by_kind.get(Kind.CDU, ())}
+    shelves = {d: shelf_redundancy(site.devices[d], inputs)
+               for d in site.ids_by_kind.get(Kind.SHELF, ())}
     devices = {d.id: _device_status(d.id, site, state, inputs) for d in site.devices.values()}
     return Snapshot(site=site.name, time=now, pue=pue, racks=racks, cdus=cdus, devices=devices,
-                    overhead=_overhead(site, inputs, pue))
+                    overhead=_overhead(site, inputs, pue), shelves=shelves)
 
 
 def _device_status(device_id: str, site: Site, state: Mapping[str, DeviceState],

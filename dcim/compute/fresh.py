@@ -24,6 +24,12 @@ class Inputs:
             return False
         return self.now - st.last.time <= self._devices[device_id].max_age
 
+    def value(self, device_id: str, point: str) -> float | Mapping[str, float] | None:
+        """A fresh value as read (one number or rows), or None."""
+        if not self.is_fresh(device_id):
+            return None
+        return self._state[device_id].last.values.get(point)
+
     def number(self, device_id: str, point: str) -> float | None:
         """A fresh scalar value (a per-row point is summed), or None."""
         if not self.is_fresh(device_id):

@@ -91,6 +91,21 @@ class CduCooling:
 
 
 @dataclass(frozen=True)
+class ShelfRedundancy:
+    """A power shelf's supplies: installed, healthy, and the capacity left after one more
+    failure (None where the inputs are missing)."""
+
+    id: str
+    rack: str | None = None
+    installed: int | None = None
+    healthy: int | None = None
+    capacity_w: float | None = None
+    n1_capacity_w: float | None = None
+    load_w: float | None = None
+    carries_one_more_failure: bool | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One consistent picture of the site at `time`."""
 
@@ -101,6 +116,7 @@ class Snapshot:
     cdus: Mapping[str, CduCooling]
     devices: Mapping[str, DeviceStatus]
     overhead: Overhead
+    shelves: Mapping[str, ShelfRedundancy] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,11 @@ def snapshot_entities(pub: Published) -> Iterator[Entity]:
             delta_t_k=cdu.delta_t, heat_removed_w=cdu.heat_w, capture_ratio=cdu.capture_ratio,
             leak=cdu.leak,
         ))
+    for shelf in snap.shelves.values():
+        yield Entity("dcim_shelf", {"site": site, "shelf": shelf.id, "rack": shelf.rack or ""},
+                     _some(supplies_installed=shelf.installed, supplies_healthy=shelf.healthy,
+                           capacity_w=shelf.capacity_w, n1_capacity_w=shelf.n1_capacity_w,
+                           load_w=shelf.load_w, redundant=shelf.carries_one_more_failure))
     for (bucket, method), joules in sorted(pub.totals.buckets.items()):
         scope, _, rack_id = bucket.partition(":")
         yield Entity("dcim_energy", {"site": site, "scope": scope, "rack": rack_id,

@@ -3,8 +3,10 @@
     {prefix}/site                 retained  {"pue", "status", "coverage", "facility_w", ...}
     {prefix}/racks/{rack}         retained  {"power_w", "cap_w", "utilization", "feeds", ...}
     {prefix}/cdus/{cdu}           retained  {"supply_temp_c", "heat_removed_w", "leak", ...}
+    {prefix}/shelves/{shelf}      retained  {"supplies_installed", "supplies_healthy", "redundant", ...}
     {prefix}/events/{kind}        QoS 1, not retained, once when a condition starts and once
-                                  when it clears: cap_breach, failover_risk, leak
+                                  when it clears: cap_breach, failover_risk, leak,
+                                  shelf_redundancy_lost
 
 An unknown value (incomplete inputs) neither starts nor clears an event: no data is not
 evidence that a leak stopped.
@@ -53,6 +55,14 @@ def state_messages(pub: Published, prefix: str) -> Iterator[Message]:
             "heat_removed_w": cdu.heat_w, "capture_ratio": cdu.capture_ratio, "leak": cdu.leak,
             "racks": list(cdu.racks), "time": snap.time,
         }, retain=True, qos=1)
+    for shelf in snap.shelves.values():
+        yield Message(f"{prefix}/shelves/{shelf.id}", {
+            "site": site, "shelf": shelf.id, "rack": shelf.rack,
+            "supplies_installed": shelf.installed, "supplies_healthy": shelf.healthy,
+            "capacity_w": shelf.capacity_w, "n1_capacity_w": shelf.n1_capacity_w,
+            "load_w": shelf.load_w, "redundant": shelf.carries_one_more_failure,
+            "time": snap.time,
+        }, retain=True, qos=1)
 
 
 @dataclass
@@ -84,4 +94,10 @@ class EventTracker:
                  feed_capacity_w=rack.feed_capacity_w)
         for cdu in snap.cdus.values():
             edge("leak", cdu.id, "cdu", cdu.leak, racks=list(cdu.racks))
+        for shelf in snap.shelves.values():
+            lost = None if shelf.carries_one_more_failure is None \
+                else not shelf.carries_one_more_failure
+            edge("shelf_redundancy_lost", shelf.id, "shelf", lost, rack=shelf.rack,
+                 supplies_healthy=shelf.healthy, load_w=shelf.load_w,
+                 n1_capacity_w=shelf.n1_capacity_w)
         return out

@@ -28,6 +28,9 @@ POINT_METRICS: dict[str, tuple[str, float]] = {
     "outlet_power_w": ("outlet_power_watts", 1.0),
     "outlet_current_a": ("outlet_current_amperes", 1.0),
     "load_state": ("load_state", 1.0),
+    "supply_power_w": ("supply_power_watts", 1.0),
+    "supply_capacity_w": ("supply_capacity_watts", 1.0),
+    "supply_healthy": ("supply_healthy", 1.0),
     "input_power_w": ("input_power_watts", 1.0),
     "output_power_w": ("output_power_watts", 1.0),
     "load_ratio": ("load_ratio", 1.0),
@@ -67,6 +70,7 @@ def render(pub: Published | None, health: Health,
         yield from _site(pub)
         yield from _racks(pub)
         yield from _cdus(pub)
+        yield from _shelves(pub)
         yield from _points(pub)
         yield from _energy(pub)
         yield from _devices(pub, health)
@@ -181,6 +185,28 @@ def _cdus(pub: Published) -> Iterator[Metric]:
         if cdu.delta_t is not None:
             delta.add_metric([site, cdu.id], cdu.delta_t)
     yield from (heat, capture, delta, serves)
+
+
+def _shelves(pub: Published) -> Iterator[Metric]:
+    site = pub.site.name
+    labels = ["site", "shelf", "rack"]
+    installed = _g("dcim_shelf_supplies_installed", "Power supplies present in the shelf", labels)
+    healthy = _g("dcim_shelf_supplies_healthy", "Power supplies enabled and healthy", labels)
+    capacity = _g("dcim_shelf_capacity_watts", "Rated output of the healthy supplies", labels)
+    n1 = _g("dcim_shelf_n1_capacity_watts",
+            "Rated output left if the largest healthy supply fails too", labels)
+    load = _g("dcim_shelf_load_watts", "Load the supplies carry (output total, else input power)",
+              labels)
+    redundant = _g("dcim_shelf_redundant",
+                   "1 when the shelf carries its load with one more supply failed, else 0", labels)
+    for shelf in pub.snapshot.shelves.values():
+        lv = [site, shelf.id, shelf.rack or ""]
+        for family, value in ((installed, shelf.installed), (healthy, shelf.healthy),
+                              (capacity, shelf.capacity_w), (n1, shelf.n1_capacity_w),
+                              (load, shelf.load_w), (redundant, shelf.carries_one_more_failure)):
+            if value is not None:
+                family.add_metric(lv, float(value))
+    yield from (installed, healthy, capacity, n1, load, redundant)
 
 
 def _points(pub: Published) -> Iterator[Metric]:

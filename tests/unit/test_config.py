@@ -214,7 +214,8 @@ def test_the_readme_example_is_a_valid_config() -> None:
     readme = (CASES.parent.parent / "README.md").read_text()
     section = readme[readme.index("## Site config"):]
     text = section[section.index("```yaml\n") + 8:section.index("```\n", section.index("```yaml"))]
-    validated = validate_config(yaml.safe_load(text), env={"PDU_AUTH": "an-auth-key"}.get)
+    validated = validate_config(yaml.safe_load(text), env={"PDU_AUTH": "an-auth-key",
+                                                              "BMC_PASSWORD": "a-bmc-pass"}.get)
     # /etc/dcim/* are the reader's files, not ours: everything else must hold
     assert all("cannot read secret file /etc/dcim/" in e for e in validated.errors), validated.errors
     # the cross-section checks on the rest (they raise on any fault)
