@@ -1,21 +1,34 @@
 """`dcim run` against hostile inputs (tests/support/hostile_*.py): it keeps running, the other
 devices keep their schedule, the bad one is down with the right error kind, nothing wrong is
-published."""
+published, memory and the log stay bounded.
+
+- every hostile config and profile file on SIGHUP: refused, `path: message` logged, old config kept;
+- 16 hostile SNMP and Modbus devices (one per mode) next to the simulated `tiny` site;
+- another process holding the state database's write lock.
+"""
 
 from __future__ import annotations
 
 import signal
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from support.daemon_process import DaemonProcess
 from support.hostile_files import HOSTILE_CONFIGS, hostile_profiles
+from support.hostile_peers import ModbusResponder, SnmpResponder, SnmpValue
+from support.profiles import modbus_fixture, modbus_words
 from support.servers import wait_until
+from support.snmprec import load_snmprec
 
 from dcim.sim.child import SimulatorProcess
 
 FAST_POLLING = {"interval": "1s", "timeout": "400ms", "retries": 0, "max_age": "3s"}
+SNMP_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "snmp"
 
 
 @pytest.fixture(scope="module")
@@ -71,4 +84,140 @@ def test_sighup_with_any_hostile_file_keeps_the_running_config(daemon: DaemonPro
     daemon.signal(signal.SIGHUP)
     wait_until(lambda: "config reloaded" in daemon.log(), 10, what="reload of the good config")
     assert "dcim_pue_ratio" in daemon.metrics()
+    assert daemon.stop() == 0
+
+
+SNMP_MODES = ("garbage", "truncated", "huge-length", "wrong-id", "silent", "endless")
+MODBUS_MODES = ("garbage", "truncated", "huge-length", "wrong-id", "silent", "endless")
+# A slow device answers each request in 1.5 s, within its 2 s timeout: it must stay up
+# (a poll of 3 SNMP requests takes 4.5 s, 2 Modbus blocks 3 s; retries 0).
+SLOW = {"interval": "10s", "timeout": "2s"}
+
+
+def _snmp_values(name: str) -> dict[str, SnmpValue]:
+    records = load_snmprec(SNMP_FIXTURES / f"{name}.snmprec")
+    return {oid: v for oid, v in records.items() if isinstance(v, int | bytes | str)}
+
+
+@pytest.fixture
+def hostile_site() -> Iterator[list[dict[str, Any]]]:
+    """One hostile SNMP and one hostile Modbus device per mode; the devices to configure."""
+    peers: list[SnmpResponder | ModbusResponder] = []
+    devices: list[dict[str, Any]] = []
+    apc = _snmp_values("apc-rpdu2")
+    raritan = _snmp_values("raritan-px")
+    sunspec = modbus_words(modbus_fixture("sunspec-meter"))
+    for mode in (*SNMP_MODES, "slow"):
+        peer = SnmpResponder(apc, mode, delay=1.5)
+        peers.append(peer)
+        devices.append({"id": f"snmp-{mode}", "profile": "apc-rpdu2", "host": peer.host,
+                        "port": peer.port, **(SLOW if mode == "slow" else {})})
+    # Decimal digits of -400: 10**400 W, which no float holds.
+    overflow = {"1.3.6.1.4.1.13742.6.3.3.4.1.7.1.1.5": -400}
+    peer = SnmpResponder(raritan, "overflow", overflow=overflow)
+    peers.append(peer)
+    devices.append({"id": "snmp-overflow", "profile": "raritan-px", "host": peer.host,
+                    "port": peer.port})
+    for mode in (*MODBUS_MODES, "slow"):
+        peer = ModbusResponder(sunspec, mode, delay=1.5)
+        peers.append(peer)
+        devices.append({"id": f"modbus-{mode}", "profile": "sunspec-meter", "host": peer.host,
+                        "port": peer.port, **(SLOW if mode == "slow" else {})})
+    peer = ModbusResponder(sunspec, "overflow", overflow={("holding", 40092): 400})  # W_SF
+    peers.append(peer)
+    devices.append({"id": "modbus-overflow", "profile": "sunspec-meter", "host": peer.host,
+                    "port": peer.port})
+    yield devices
+    for peer in peers:
+        peer.stop()
+
+
+def _series(metrics: dict[str, float], name: str, device: str) -> dict[str, float]:
+    return {k: v for k, v in metrics.items()
+            if k.startswith(name + "{") and f'device="{device}"' in k}
+
+
+def test_hostile_devices_are_down_and_everything_else_keeps_its_schedule(
+        frozen_tiny: SimulatorProcess, hostile_site: list[dict[str, Any]],
+        tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path, frozen_tiny.config, polling=FAST_POLLING,
+                           devices=hostile_site)
+    try:
+        daemon.start()
+        good = [d["id"] for d in yaml.safe_load(frozen_tiny.config.read_text())["devices"]]
+        wait_until(lambda: "dcim_pue_ratio" in daemon.metrics(), 30, what="PUE")
+        time.sleep(12)  # every slow device has had a full poll
+        rss_1 = daemon.rss_bytes()
+        first = daemon.metrics()
+        time.sleep(15)
+        second = daemon.metrics()
+        rss_2 = daemon.rss_bytes()
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        last = "dcim_device_last_success_timestamp_seconds"
+        for device in good:
+            (before,) = _series(first, last, device).values()
+            (after,) = _series(second, last, device).values()
+            assert after > before, f"{device} stopped polling"
+        assert "dcim_pue_ratio" in second
+        kinds: dict[str, set[str]] = {}
+        for spec in hostile_site:
+            device = spec["id"]
+            (up,) = _series(second, "dcim_device_up", device).values()
+            errors = _series(second, "dcim_device_poll_errors_total", device)
+            kinds[device] = {k.split('kind="')[1].split('"')[0] for k in errors}
+            if device.endswith("-slow"):
+                assert up == 1.0, f"{device} answers every request in time: {kinds[device]}"
+                continue
+            if device.endswith("-overflow"):
+                # Up, but the power nobody can hold is refused, not published.
+                assert up == 1.0
+                assert not _series(second, "dcim_device_power_watts", device)
+                continue
+            assert up == 0.0, device
+            # Nothing a hostile device sent is published as a reading.
+            assert not _series(second, "dcim_device_power_watts", device), device
+        assert kinds == EXPECTED_KINDS, kinds
+        # Memory stays bounded while 14 devices answer garbage every second.
+        assert rss_2 - rss_1 < 20 * 1024 * 1024, (rss_1, rss_2)
+        log = daemon.log()
+        assert "Traceback" not in log
+        assert max(len(line) for line in log.splitlines()) < 1000
+        assert len(log) < 32 * 1024  # pymodbus' hex dumps are not let through
+        for spec in hostile_site:
+            if not spec["id"].endswith(("-slow", "-overflow")):
+                assert log.count(f"{spec['id']} (") == 1, spec["id"]  # "down" logged once
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+# No valid answer (garbage, truncated or oversized frames, another request's id, silence) is
+# a timeout: the clients drop what they cannot decode and wait for a real answer. A walk that
+# never ends is cut by the poll deadline. The slow and overflow devices answer: no error.
+EXPECTED_KINDS: dict[str, set[str]] = {
+    **{f"snmp-{mode}": {"timeout"} for mode in SNMP_MODES if mode != "endless"},
+    "snmp-endless": {"deadline"},
+    **{f"modbus-{mode}": {"timeout"} for mode in MODBUS_MODES},
+    "snmp-slow": set(), "snmp-overflow": set(), "modbus-slow": set(), "modbus-overflow": set(),
+}
+
+
+def test_a_locked_state_database_delays_saves_and_stops_nothing(daemon: DaemonProcess) -> None:
+    daemon.start()
+    wait_until(lambda: "dcim_pue_ratio" in daemon.metrics(), 20, what="PUE")
+    # Another process (a backup, the sqlite3 shell) holds the write lock for 8 s.
+    db = sqlite3.connect(daemon.workdir / "state" / "state.db", isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        wait_until(lambda: "cannot save energy (database is locked)" in daemon.log(), 10,
+                   what="the failed save logged")
+        before = _polls(daemon)
+        time.sleep(8)
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        assert _polls(daemon) > before
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    wait_until(lambda: "energy saved again" in daemon.log(), 10, what="saves resumed")
+    assert daemon.log().count("cannot save energy") == 1
     assert daemon.stop() == 0

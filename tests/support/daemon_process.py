@@ -35,9 +35,12 @@ class DaemonProcess:
                  sinks: Mapping[str, Any] | None = None,
                  sources: Mapping[str, Any] | None = None,
                  state_dir: Path | None = None, env: Mapping[str, str] | None = None,
-                 site: Mapping[str, Any] | None = None, args: Sequence[str] = ()):
+                 site: Mapping[str, Any] | None = None, args: Sequence[str] = (),
+                 devices: Sequence[Mapping[str, Any]] = ()):
         data: dict[str, Any] = yaml.safe_load(site_config.read_text())
         data["site"] = {**data["site"], **(site or {})}
+        # Extra devices (e.g. hostile peers from support/hostile_peers.py) next to the site's.
+        data["devices"] = [*data.get("devices", []), *(dict(d) for d in devices)]
         self.port = free_port()
         if polling is not None:
             data["polling"] = dict(polling)
@@ -93,6 +96,14 @@ class DaemonProcess:
         status, body = http_request(f"http://{self.address}/metrics", timeout=5)
         assert status == 200
         return parse_metrics(body.decode())
+
+    def rss_bytes(self) -> int:
+        """The child's resident memory now (VmRSS)."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
 
     def signal(self, sig: int) -> None:
         """Send a signal (SIGHUP reloads, SIGTERM stops)."""
