@@ -34,9 +34,10 @@ def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry) -> S
     errors += check_credentials(config.credentials)
     errors += check_racks(config.racks, max_kw, invalid)
     errors += check_polling(config.polling, invalid)
-    devices, feeds = resolve_devices(config, registry, invalid, errors)
-    racks = rack_specs(config.racks, feeds, max_kw)
+    # Every device id written, resolved or not: a reference to one that failed is not unknown.
     declared = {d.id for d in config.devices}
+    devices, feeds = resolve_devices(config, registry, declared, invalid, errors)
+    racks = rack_specs(config.racks, feeds, max_kw)
     pue = None
     if config.pue is not None:
         pue = resolve_pue(config.pue, devices, declared, racks, invalid, errors)

@@ -114,15 +114,15 @@ def _coolant(dev: Device, profile: Profile) -> Coolant | None:
     return COOLANTS[DEFAULT_COOLANT] if profile.kind == Kind.CDU else None
 
 
-def resolve_devices(config: Config, registry: ProfileRegistry, invalid: Invalid,
-                    errors: list[str]) -> tuple[dict[str, DeviceSpec], Feeds]:
-    """The devices that resolve (faults appended to errors), and which feed each rack."""
+def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str],
+                    invalid: Invalid, errors: list[str]) -> tuple[dict[str, DeviceSpec], Feeds]:
+    """The devices that resolve (faults appended to errors), and which feed each rack;
+    declared: every device id in the config (a meter may serve any of them)."""
     polling = config.polling
     max_kw = config.site.rack_max_kw
     devices: dict[str, DeviceSpec] = {}
     seen: dict[str, int] = {}
     feeds: Feeds = {r.id: {} for r in config.racks}
-    declared = {d.id for d in config.devices}
     for i, dev in enumerate(config.devices):
         where = f"devices[{i}]"
         if dev.id in seen:
