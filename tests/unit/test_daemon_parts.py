@@ -19,6 +19,7 @@ from dcim.daemon.scheduler import Scheduler, deadline_for, next_delay
 from dcim.health import Health
 from dcim.profile import ProfileRegistry, SnmpProfile
 from dcim.readings import PollResult, failed
+from dcim.reasons import PointError, Reason
 from dcim.sinks.prometheus_metrics import render
 from dcim.site import DeviceSpec, Site, build_site, restrict_to_shard, shard_of
 from dcim.state import StateStore
@@ -255,12 +256,12 @@ def test_sharding_keeps_racks_whole_and_is_stable() -> None:
     assert snap.pue.facility_w == 1000.0
 
 
-def _scrape(pub: Published) -> str:
+def _scrape(pub: Published, health: Health | None = None) -> str:
     registry = CollectorRegistry(auto_describe=False)
 
     class C:
         def collect(self):  # type: ignore[no-untyped-def]
-            return render(pub, Health())
+            return render(pub, health or Health())
 
     registry.register(C())  # type: ignore[arg-type]
     return generate_latest(registry).decode()
@@ -285,6 +286,30 @@ def test_withheld_values_are_absent_from_metrics() -> None:
     text = _scrape(Published(site=site, snapshot=compute(site, store.view(), 101.0)))
     assert 'dcim_pue_ratio{site="s"} 1.25' in text
     assert 'dcim_it_power_watts{site="s"} 40000.0' in text
+
+
+def test_invalid_readings_are_counted_by_typed_reason_and_unsupported_points_never() -> None:
+    site = _site(1)
+    health = Health()
+    sched = Scheduler(FakePoller({}, {}), lambda d, r: None, health)  # type: ignore[arg-type]
+    device = site.devices["main"]
+    errors = {
+        # Modbus exception 2 for this register only: the device does not have the point.
+        "apparent_power_va": PointError(Reason.UNSUPPORTED,
+                                        "register 40093: exception 2 (illegal data address)"),
+        "power_w": PointError(Reason.IMPLAUSIBLE, "0 W while 14.5 A flows at 230 V"),
+        "energy_wh": PointError(Reason.BAD_SCALE, "scale factor (register 40124) 400 outside -6..9"),
+    }
+    for _ in range(2):
+        sched._record(device, health.device("main"), PollResult("main", 100.0, 0.1, {}, errors))
+    assert health.devices["main"].invalid == {("power_w", Reason.IMPLAUSIBLE): 2,
+                                              ("energy_wh", Reason.BAD_SCALE): 2}
+    store = StateStore()
+    store.update(PollResult("main", 100.0, 0.1, {}, errors))
+    text = _scrape(Published(site=site, snapshot=compute(site, store.view(), 101.0)), health)
+    assert ('dcim_invalid_readings_total{device="main",point="power_w",reason="implausible",'
+            'site="s"} 2.0') in text
+    assert 'reason="bad_scale"' in text and "apparent_power_va" not in text
 
 
 def test_pymodbus_logs_nothing_below_critical_unless_dcim_logs_debug() -> None:
