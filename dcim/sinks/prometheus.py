@@ -1,9 +1,12 @@
-"""The Prometheus scrape endpoint: /metrics renders the latest Snapshot on each scrape.
+"""The Prometheus scrape endpoint: /metrics serves the latest Snapshot.
 
-Runs in its own threads (stdlib ThreadingHTTPServer), so a slow scrape never blocks polling;
+Runs in its own threads (stdlib ThreadingHTTPServer), so a slow client never blocks polling;
 it reads one immutable `Published` reference, so a scrape during a reload never sees a
-half-built snapshot. TLS and basic auth come from a web config file in the format of
-Prometheus' own (tls_server_config, basic_auth_users with bcrypt hashes).
+half-built snapshot. The exposition is rendered once per Published (dcim/sinks/exposition.py
+writes the text directly, about a microsecond a series) and its bytes, and their gzip, are
+served to every scrape until the next one: two Prometheus replicas cost one render. TLS and
+basic auth come from a web config file in the format of Prometheus' own (tls_server_config,
+basic_auth_users with bcrypt hashes).
 """
 
 from __future__ import annotations
@@ -14,19 +17,21 @@ import html
 import logging
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
 from dcim import yamlsafe
 from dcim.compute.snapshot import Published
 from dcim.errors import ConfigError
 from dcim.health import Health
+from dcim.metric_families import counter
+from dcim.sinks import exposition
 from dcim.sinks.prometheus_metrics import render
 
 log = logging.getLogger("dcim.prometheus")
@@ -79,12 +84,24 @@ class WebConfig:
         return bool(bcrypt.checkpw(password.encode(), hashed))
 
 
-class _SnapshotMetrics:
-    def __init__(self, exporter: PrometheusSink):
-        self._exporter = exporter
+@dataclass
+class _Rendered:
+    """One Published's exposition, and its gzip once a client asked for it."""
 
-    def collect(self) -> Iterator[Metric]:
-        yield from render(self._exporter.published, self._exporter.health, self._exporter.extra)
+    published: Published | None
+    body: bytes
+    gzipped: bytes | None = None
+
+
+@dataclass
+class ScrapeStats:
+    """What serving /metrics cost (CPU of the rendering threads)."""
+
+    scrapes: int = 0
+    renders: int = 0
+    render_seconds: float = 0.0
+    gzips: int = 0
+    gzip_seconds: float = 0.0
 
 
 class _Server(ThreadingHTTPServer):
@@ -117,9 +134,44 @@ class PrometheusSink:
         # Set by the daemon: False when the poll loop is wedged (the container health check).
         self.healthy: Callable[[], bool] = lambda: True
         self.web = WebConfig(web_config)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_SnapshotMetrics(self))
+        self.stats = ScrapeStats()
+        self._rendered: _Rendered | None = None
+        self._render_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+
+    def exposition(self, gzipped: bool = False) -> bytes:
+        """The /metrics body for the current Published, rendered (and gzipped) once for it.
+
+        Scrapes that arrive while it renders wait for that render rather than start another.
+        """
+        with self._render_lock:
+            self.stats.scrapes += 1
+            pub = self.published
+            cached = self._rendered
+            if cached is None or cached.published is not pub:
+                started = time.thread_time()
+                body = exposition.write(render(pub, self.health, [*self.extra, self._own]))
+                cached = self._rendered = _Rendered(pub, body)
+                self.stats.renders += 1
+                self.stats.render_seconds += time.thread_time() - started
+            if not gzipped:
+                return cached.body
+            if cached.gzipped is None:
+                started = time.thread_time()
+                cached.gzipped = gzip.compress(cached.body, 1)
+                self.stats.gzips += 1
+                self.stats.gzip_seconds += time.thread_time() - started
+            return cached.gzipped
+
+    def _own(self) -> Iterable[Metric]:
+        stats = self.stats
+        yield counter("dcim_metrics_scrapes", "Scrapes of /metrics served", {(): stats.scrapes}, [])
+        yield counter("dcim_metrics_renders",
+                      "Expositions rendered (one per snapshot scraped; the rest are cached)",
+                      {(): stats.renders}, [])
+        yield counter("dcim_metrics_render_cpu_seconds",
+                      "CPU spent rendering and gzipping /metrics (before this render)",
+                      {(): stats.render_seconds + stats.gzip_seconds}, [])
 
     def start(self) -> None:
         """Bind and serve in a background thread; raise OSError if the address is taken."""
@@ -146,12 +198,10 @@ class PrometheusSink:
                     self._send(404, "text/plain", b"not found\n")
 
             def _metrics(self) -> None:
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                body = encoder(exporter.registry)
-                if "gzip" in self.headers.get("Accept-Encoding", ""):
-                    self._send(200, content_type, gzip.compress(body, 1), gzipped=True)
-                else:
-                    self._send(200, content_type, body)
+                # Text format 0.0.4 whatever Accept says: Prometheus takes it when it asked
+                # for OpenMetrics first, and one format keeps one cache.
+                gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+                self._send(200, exposition.CONTENT_TYPE, exporter.exposition(gzipped), gzipped)
 
             def _send(self, code: int, content_type: str, body: bytes, gzipped: bool = False) -> None:
                 self.send_response(code)

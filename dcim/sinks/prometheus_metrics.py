@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from dcim import __version__
 from dcim.compute.snapshot import Published
 from dcim.health import Health
 from dcim.points import POINTS
+from dcim.sinks.exposition import Family
 
 # Canonical point -> (metric suffix, multiplier to base unit); rows are labelled per POINTS.
 # The metric is dcim_<kind>_<suffix>{<kind>="<device id>"}, e.g. dcim_cdu_flow_liters_per_minute.
@@ -52,19 +52,19 @@ POINT_METRICS: dict[str, tuple[str, float]] = {
 }
 
 
-def _g(name: str, doc: str, labels: list[str], unit: str = "") -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=labels, unit=unit)
+def _g(name: str, doc: str, labels: list[str]) -> Family:
+    return Family(name, doc, "gauge", labels)
 
 
-def _c(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=labels)
+def _c(name: str, doc: str, labels: list[str]) -> Family:
+    return Family(name, doc, "counter", labels)
 
 
 def render(pub: Published | None, health: Health,
            extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> Iterator[Metric]:
     """Every dcim series for one scrape."""
-    info = InfoMetricFamily("dcim_build", "dcim version information")
-    info.add_metric([], {"version": __version__})
+    info = Family("dcim_build", "dcim version information", "info", ["version"])
+    info.add_metric([__version__], 1.0)
     yield info
     if pub is not None:
         yield from _site(pub)
@@ -212,7 +212,7 @@ def _shelves(pub: Published) -> Iterator[Metric]:
 def _points(pub: Published) -> Iterator[Metric]:
     """Every fresh device point, as dcim_<kind>_<quantity>{<kind>=id}."""
     site = pub.site.name
-    families: dict[str, GaugeMetricFamily] = {}
+    families: dict[str, Family] = {}
     for device in pub.snapshot.devices.values():
         for point, value in device.values.items():
             spec = POINT_METRICS.get(point)
@@ -301,4 +301,3 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
             invalid.add_metric([site, dev.id, point, str(reason)], float(count))
         overruns.add_metric([site, dev.id], float(h.overruns))
     yield from (up, info, duration, last, polls, errors, invalid, overruns)
-
