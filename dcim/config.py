@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,6 +406,39 @@ _PART_SECTIONS = ("sinks", "sources", "exporters")
 _PLACEHOLDER_SITE = {"name": "invalid"}
 
 
+# Old spellings that still load (dcim.site.outputs): never suggested for a mistyped key.
+_DEPRECATED = {"Config.exporters", "MqttSinkConfig.bms"}
+
+
+def _keys_at(loc: Loc) -> tuple[str, ...]:
+    """The keys the config accepts in the mapping at loc (none known: empty)."""
+    node: Any = Config
+    for part in loc:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = node.model_fields[str(part)].annotation
+        elif typing.get_origin(node) in (tuple, dict):
+            node = typing.get_args(node)[-1 if typing.get_origin(node) is dict else 0]
+        else:
+            return ()
+    node = _unwrap(node)
+    if not (isinstance(node, type) and issubclass(node, BaseModel)):
+        return ()
+    return tuple(k for k in node.model_fields if f"{node.__name__}.{k}" not in _DEPRECATED)
+
+
+def _unwrap(node: Any) -> Any:
+    """The model inside Annotated[...] and `X | None`."""
+    while typing.get_origin(node) is Annotated:
+        node = typing.get_args(node)[0]
+    if isinstance(node, types.UnionType) or typing.get_origin(node) is typing.Union:
+        members = [a for a in typing.get_args(node) if a is not type(None)]
+        node = members[0] if len(members) == 1 else node
+        while typing.get_origin(node) is Annotated:
+            node = typing.get_args(node)[0]
+    return node
+
+
 def _drop_key(data: dict[str, Any], loc: Loc) -> bool:
     """Remove the unknown key at loc (copying the containers on its path); False if not found."""
     parent: Any = data
@@ -482,7 +517,7 @@ def validate_config(data: Any, env: Callable[[str], str | None] = os.environ.get
         if not faults:
             return ValidatedConfig(config)
     except ValidationError as exc:
-        errors += format_validation_error(exc)
+        errors += format_validation_error(exc, known_keys=_keys_at)
         faults += [(err["loc"], err["type"]) for err in exc.errors()]
     kept, invalid = _leave_out(data, faults)
     try:

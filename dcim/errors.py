@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -37,13 +38,21 @@ _MESSAGES = {
 }
 
 
-def format_validation_error(exc: ValidationError, drop_prefix: int = 0) -> list[str]:
-    """Turn a pydantic ValidationError into `path: message` lines (inputs never echoed)."""
+def format_validation_error(exc: ValidationError, drop_prefix: int = 0,
+                            known_keys: Callable[[Loc], Sequence[str]] | None = None) -> list[str]:
+    """Turn a pydantic ValidationError into `path: message` lines (inputs never echoed).
+
+    known_keys(loc of a mapping) lists the keys it accepts, for a did-you-mean on an unknown key.
+    """
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = [p for p in err["loc"][drop_prefix:] if not _is_union_tag(p)]
         message = _MESSAGES.get(err["type"], err["msg"])
         message = message.removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden" and known_keys is not None and err["loc"]:
+            close = difflib.get_close_matches(str(err["loc"][-1]),
+                                              known_keys(err["loc"][:-1]), n=1)
+            message += f" (did you mean '{close[0]}'?)" if close else ""
         path = format_loc(loc)
         lines.append(f"{path}: {message}" if path else message)
     return lines
