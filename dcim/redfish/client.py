@@ -120,6 +120,7 @@ class RedfishService:
         self._http: aiohttp.ClientSession | None = None
         self._features: Features | None = None
         self._login_lock = asyncio.Lock()
+        self._root_lock = asyncio.Lock()
         self._token: str | None = None
         self._session_uri: str | None = None
         # "none", "basic" or "session", decided from the config and the service root.
@@ -154,15 +155,17 @@ class RedfishService:
 
     async def features(self) -> Features:
         """The service root's features, read once (the root needs no authentication)."""
-        if self._features is None:
-            root = await self._request("GET", SERVICE_ROOT, None, auth=self._mode == "basic")
-            self._features = Features.of_root(root)
-            if self._mode == "pending":
-                wants_session = self.target.http_auth in ("session", "auto")
-                if self.target.http_auth == "session" and not self._features.sessions:
-                    raise RedfishError(ErrorKind.AUTH, f"{self.where}: http_auth is session but "
-                                       "the service root links no SessionService sessions")
-                self._mode = "session" if wants_session and self._features.sessions else "basic"
+        async with self._root_lock:  # the devices behind one service read the root once
+            if self._features is None:
+                root = await self._request("GET", SERVICE_ROOT, None, auth=self._mode == "basic")
+                features = Features.of_root(root)
+                if self._mode == "pending":
+                    if self.target.http_auth == "session" and not features.sessions:
+                        raise RedfishError(ErrorKind.AUTH, f"{self.where}: http_auth is session "
+                                           "but the service root links no SessionService")
+                    wants_session = self.target.http_auth in ("session", "auto")
+                    self._mode = "session" if wants_session and features.sessions else "basic"
+                self._features = features
         return self._features
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Serving simulated devices: one UDP SNMP agent or Modbus TCP port per device (or gateway).
+"""Serving simulated devices: one UDP SNMP agent or Modbus TCP port per device (or gateway),
+one Redfish HTTP(S) service per rack of power shelves or per CDU (dcim/sim/redfish.py).
 
 The agents answer from the World's latest state and act out the injected faults: timeout
 (no answer), garbage (random bytes), exception (SNMP genErr; Modbus exception 4, or 11
@@ -20,6 +21,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +31,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData
 from pymodbus.simulator import SimDevice as ModbusDevice
 
+from dcim.sim.redfish import RedfishSimService
 from dcim.sim.snmp_agent import Mib, respond
 from dcim.sim.topology import SimDevice
 from dcim.sim.wire import ModbusEncoder, ModbusImage, SnmpImage
@@ -204,22 +207,28 @@ def _modbus_device(world: World, device_id: str, unit: int) -> ModbusDevice:
 class Agents:
     """Every device of one World, served on host; `endpoints` says where each one is."""
 
-    def __init__(self, world: World, host: str = "127.0.0.1"):
+    def __init__(self, world: World, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None):
         self.world = world
         self.host = host
+        self.tls = tls  # Redfish services answer HTTPS with it, else plain HTTP
         self.endpoints: dict[str, Endpoint] = {}
         self._transports: list[asyncio.DatagramTransport] = []
         self._servers: list[ModbusTcpServer] = []
+        self.redfish: list[RedfishSimService] = []
 
     async def start(self, devices: list[SimDevice], base_port: int | None = None) -> None:
         """Bind every device's port (consecutive from base_port, or any free ones)."""
         loop = asyncio.get_running_loop()
         next_port = base_port
         gateways: dict[str, list[SimDevice]] = {}
+        services: dict[str, list[SimDevice]] = {}
         for dev in devices:
             protocol = self.world.profiles[dev.id].protocol
             if protocol == "modbus" and dev.gateway:
                 gateways.setdefault(dev.gateway, []).append(dev)
+                continue
+            if protocol == "redfish":
+                services.setdefault(dev.gateway or dev.id, []).append(dev)
                 continue
             port = next_port or 0
             if next_port:
@@ -238,6 +247,20 @@ class Agents:
             if next_port:
                 next_port += 1
             bound = await self._modbus({d.unit: d.id for d in members}, True, port)
+            for d in members:
+                self.endpoints[d.id] = Endpoint(self.host, bound, d.unit)
+        for members in services.values():
+            port = next_port or 0
+            if next_port:
+                next_port += 1
+            encoders = {d.id: self.world.encoders[d.id] for d in members}
+            service = RedfishSimService(self.world, encoders)  # type: ignore[arg-type]
+            try:
+                bound = await service.start(self.host, port, self.tls)
+            except OSError as exc:
+                raise PortInUse(exc.errno, f"cannot listen on TCP {self.host}:{port}: "
+                                f"{exc.strerror}") from None
+            self.redfish.append(service)
             for d in members:
                 self.endpoints[d.id] = Endpoint(self.host, bound, d.unit)
 
@@ -264,8 +287,11 @@ class Agents:
         for listener in listeners:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(listener.wait_closed(), 2.0)
+        for service in self.redfish:
+            await service.close()
         self._transports.clear()
         self._servers.clear()
+        self.redfish.clear()
 
 
 def _bind(kind: int, host: str, port: int) -> socket.socket:

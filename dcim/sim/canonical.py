@@ -18,6 +18,10 @@ PointValue = float | dict[str, float]
 PHASES = ("1", "2", "3")
 OUTLETS = 6
 UPS_LINE_V = 230.0
+# NVL72-class power shelf: six 5.5 kW rectifiers, about 97 % efficient
+SHELF_SUPPLIES = 6
+SHELF_SUPPLY_W = 5500.0
+SHELF_EFFICIENCY = 0.97
 
 
 def _phase_fractions(seed: int, key: int) -> list[float]:
@@ -60,6 +64,10 @@ class Canonical:
             down = (dev.rack, dev.feed) in controls.failed_feeds
             out = self._electrical(dev, state, state.pdu_w[dev.id], down)
             out.update(self._pdu_extras(dev, out))
+        elif dev.kind == Kind.SHELF:
+            down = (dev.rack, dev.feed) in controls.failed_feeds
+            out = self._electrical(dev, state, state.pdu_w[dev.id], down)
+            out.update(_supplies(dev.id, state.pdu_w[dev.id], controls))
         elif dev.kind == Kind.METER:
             out = self._electrical(dev, state, state.meter_w.get(dev.id, 0.0), False)
         elif dev.kind == Kind.UPS:
@@ -129,9 +137,21 @@ class Canonical:
                 "frequency_hz": self.site.frequency_hz}
 
 
+def _supplies(shelf: str, input_w: float, controls: Controls) -> dict[str, PointValue]:
+    """A power shelf's supplies: the healthy ones share the output evenly, failed ones give 0."""
+    ids = [f"PSU{i}" for i in range(1, SHELF_SUPPLIES + 1)]
+    healthy = {p: 0.0 if (shelf, p) in controls.failed_supplies else 1.0 for p in ids}
+    working = sum(healthy.values())
+    output = input_w * SHELF_EFFICIENCY
+    return {"supply_healthy": healthy,
+            "supply_power_w": {p: output * h / working if working else 0.0
+                               for p, h in healthy.items()},
+            "supply_capacity_w": {p: SHELF_SUPPLY_W for p in ids}}
+
+
 def metered_power_w(dev: SimDevice, state: WorldState) -> float | None:
     """The power a device's energy counter integrates (None: the device counts no energy)."""
-    if dev.kind == Kind.PDU:
+    if dev.kind in (Kind.PDU, Kind.SHELF):
         return state.pdu_w[dev.id]
     if dev.kind == Kind.METER:
         return state.meter_w.get(dev.id, 0.0)

@@ -31,11 +31,13 @@ UPS_LOSS = (0.006, 0.010, 0.012)
 
 @dataclass(frozen=True)
 class Controls:
-    """What the control API changed: rack load overrides, failed feeds, active leaks."""
+    """What the control API changed: rack load overrides, failed feeds, active leaks, failed
+    power-shelf supplies (shelf id, supply id)."""
 
     load_kw: Mapping[str, float] = field(default_factory=dict)
     failed_feeds: frozenset[tuple[str, str]] = frozenset()
     leaks: frozenset[str] = frozenset()
+    failed_supplies: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ class Physics:
         }
         self._pdus: dict[tuple[str, str], list[str]] = {}
         for d in site.devices:
-            if d.kind == Kind.PDU and d.rack is not None:
+            # a feed's power is split over its PDUs or its power shelves alike
+            if d.kind in (Kind.PDU, Kind.SHELF) and d.rack is not None:
                 self._pdus.setdefault((d.rack, d.feed or "A"), []).append(d.id)
         self._ups = site.of_kind(Kind.UPS)
         self._cdus = site.of_kind(Kind.CDU)

@@ -14,6 +14,9 @@ PDU_PROFILES = ("apc-rpdu2", "raritan-px", "servertech-sentry4", "vertiv-v5", "e
 METER_PROFILES = ("schneider-pm5500", "sunspec-meter")
 UPS_PROFILE = "ups-mib"
 CDU_PROFILE = "generic-cdu"
+SHELF_PROFILE = "redfish-power-shelf"
+REDFISH_CDU_PROFILE = "redfish-cdu"
+SHELVES_PER_FEED = 4  # NVL72: eight ~33 kW shelves per rack, four on each feed
 CHILLER_PROFILE = "generic-chiller"
 MV_PHASE_V = 11_000 / math.sqrt(3)  # utility mains of a large hall are metered at 11 kV
 
@@ -27,6 +30,14 @@ def _rack(seed: int, rack_id: str, job: int, row: str, hall: str) -> SimRack:
 def _pdus(rack: SimRack, profile: str) -> list[SimDevice]:
     return [SimDevice(id=f"{rack.id}-pdu-{f.lower()}", profile=profile, kind=Kind.PDU,
                       rack=rack.id, feed=f) for f in ("A", "B")]
+
+
+def _shelves(rack: SimRack) -> list[SimDevice]:
+    """An NVL72-class rack's power shelves, all served by the rack's one Redfish service."""
+    return [SimDevice(id=f"{rack.id}-shelf-{n}", profile=SHELF_PROFILE, kind=Kind.SHELF,
+                      rack=rack.id, feed="A" if n <= SHELVES_PER_FEED else "B",
+                      gateway=f"{rack.id}-rmc", unit=n)
+            for n in range(1, 2 * SHELVES_PER_FEED + 1)]
 
 
 def _ups_rating_w(racks: list[SimRack]) -> float:
@@ -63,19 +74,25 @@ def tiny(seed: int) -> SimSite:
 
 def _hall(seed: int, *, name: str, preset: str, n_racks: int, cdu_sizes: list[int],
           ups_per_feed: int, chillers: int, chiller_gateway_size: int, mains: int,
-          cdu_gateway_size: int, misc_w: float, rows: int) -> SimSite:
+          cdu_gateway_size: int, misc_w: float, rows: int, shelf_racks: int = 0,
+          redfish_cdus: int = 0) -> SimSite:
     per_row = math.ceil(n_racks / rows)
     racks = [_rack(seed, f"r{i + 1:03d}" if n_racks > 99 else f"r{i + 1:02d}", i // 10,
                    chr(ord("a") + i // per_row), "h1") for i in range(n_racks)]
     devices: list[SimDevice] = []
     for i, rack in enumerate(racks):
-        devices += _pdus(rack, PDU_PROFILES[(i // 4) % len(PDU_PROFILES)])
+        if i >= n_racks - shelf_racks:  # the last racks take their power through shelves
+            devices += _shelves(rack)
+        else:
+            devices += _pdus(rack, PDU_PROFILES[(i // 4) % len(PDU_PROFILES)])
     assert sum(cdu_sizes) == n_racks
     width = len(str(len(cdu_sizes)))
     for i, group in enumerate(_split(racks, cdu_sizes)):
         gw = f"cdu-gw-{i // cdu_gateway_size + 1}" if cdu_gateway_size > 1 else None
+        redfish = i >= len(cdu_sizes) - redfish_cdus
         devices.append(SimDevice(
-            id=f"cdu-{i + 1:0{width}d}", profile=CDU_PROFILE, kind=Kind.CDU,
+            id=f"cdu-{i + 1:0{width}d}", profile=REDFISH_CDU_PROFILE if redfish else CDU_PROFILE,
+            kind=Kind.CDU,
             serves=tuple(r.id for r in group), gateway=gw,
             unit=(i % cdu_gateway_size) + 1 if gw else 1,
         ))
@@ -108,10 +125,15 @@ def _hall(seed: int, *, name: str, preset: str, n_racks: int, cdu_sizes: list[in
 
 
 def hall_18mw(seed: int) -> SimSite:
-    """An 18 MW hall: 76 GB300-class racks, 12 CDUs, 8 UPSes (2N), 5 chillers, 2 utility mains."""
+    """An 18 MW hall: 76 GB300-class racks, 12 CDUs, 8 UPSes (2N), 5 chillers, 2 utility mains.
+
+    The last 4 racks are NVL72-class with 8 power shelves each on a Redfish service per rack,
+    and the last CDU speaks Redfish; the rest is SNMP PDUs and Modbus.
+    """
     return _hall(seed, name="sim-hall-18mw", preset="hall-18mw", n_racks=76,
                  cdu_sizes=[6] * 10 + [8] * 2, ups_per_feed=4, chillers=5,
-                 chiller_gateway_size=5, mains=2, cdu_gateway_size=1, misc_w=100_000.0, rows=4)
+                 chiller_gateway_size=5, mains=2, cdu_gateway_size=1, misc_w=100_000.0, rows=4,
+                 shelf_racks=4, redfish_cdus=1)
 
 
 def bench_2000(seed: int) -> SimSite:

@@ -14,11 +14,13 @@ from dcim import yamlsafe
 from dcim.config import parse_config
 from dcim.points import Kind
 from dcim.profile import ProfileRegistry
+from dcim.sim import redfish
 from dcim.sim.agents import Endpoint
 from dcim.sim.topology import SimSite
 from dcim.site import DEFAULT_PORTS, Site, build_site
 
 CREDENTIALS = "sim"
+BMC_CREDENTIALS = "sim-bmc"
 
 
 def _flow(item: Mapping[str, Any]) -> str:
@@ -26,14 +28,20 @@ def _flow(item: Mapping[str, Any]) -> str:
 
 
 def render(site: SimSite, endpoints: Mapping[str, Endpoint], registry: ProfileRegistry,
-           header: list[str] | None = None) -> str:
-    """The YAML text of a site config for the simulated site."""
+           header: list[str] | None = None, redfish_ca_file: Path | None = None) -> str:
+    """The YAML text of a site config for the simulated site.
+
+    Redfish services are plain HTTP unless they serve HTTPS with a certificate signed by
+    `redfish_ca_file` (then the config verifies it with that CA)."""
     lines = [f"# {line}" for line in header or []]
     lines.append("site: " + _flow({"name": site.name, "rack_max_kw": site.rack_max_kw,
                                    "pue_target": site.pue_target}))
     lines.append("polling: {interval: 10s, timeout: 2s, retries: 1, max_age: 30s}")
     lines.append("credentials:")
     lines.append(f"  {CREDENTIALS}: {{snmp_version: 2c, community: public}}")
+    if any(registry[d.profile].protocol == "redfish" for d in site.devices):
+        lines.append(f"  {BMC_CREDENTIALS}: " + _flow({"username": redfish.USERNAME,
+                                                         "password": redfish.PASSWORD}))
     lines.append("racks:")
     for r in site.racks:
         lines.append(f"  - {_flow({'id': r.id, 'hall': r.hall, 'row': r.row, 'cap_kw': r.cap_kw})}")
@@ -52,6 +60,14 @@ def render(site: SimSite, endpoints: Mapping[str, Endpoint], registry: ProfileRe
             item["serves"] = list(d.serves)
         if protocol == "snmp":
             item["credentials"] = CREDENTIALS
+        if protocol == "redfish":
+            item["credentials"] = BMC_CREDENTIALS
+            if redfish_ca_file is None:
+                item["tls"] = False
+            else:
+                item["tls_ca_file"] = str(redfish_ca_file)
+            if d.kind == Kind.SHELF:  # a CDU is the only member of its collection
+                item["resource"] = redfish.resource_of(d.kind, d.unit)
         lines.append(f"  - {_flow(item)}")
     mains = [d.id for d in site.devices if d.kind == Kind.METER and d.share > 0]
     lines.append("pue:")

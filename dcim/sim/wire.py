@@ -24,6 +24,7 @@ from dcim.decode import (
 )
 from dcim.profile import ModbusProfile, ModbusSource, Profile, Scaling, SnmpProfile, SnmpSource
 from dcim.sim.canonical import PointValue, neutral_current_a
+from dcim.sim.redfish import RedfishEncoder
 from dcim.sim.vendors import VendorHints
 from dcim.snmp.codec import OID, Counter32, Counter64, Gauge32, TimeTicks, Value, parse_oid
 
@@ -329,14 +330,14 @@ class ModbusEncoder:
         return decode_modbus(self.profile, ModbusData(registers=dict(image)))
 
 
-Encoder = SnmpEncoder | ModbusEncoder
+Encoder = SnmpEncoder | ModbusEncoder | RedfishEncoder
 
 
 def encoder_for(profile: Profile, hints: VendorHints, device_id: str,
-                old_firmware: bool = False) -> Encoder:
-    """The encoder matching a profile's protocol."""
+                old_firmware: bool = False, unit: int = 1) -> Encoder:
+    """The encoder matching a profile's protocol (`unit`: a Redfish device's slot)."""
     if isinstance(profile, SnmpProfile):
         return SnmpEncoder(profile, hints, device_id, old_firmware)
     if isinstance(profile, ModbusProfile):
         return ModbusEncoder(profile, hints)
-    raise ValueError(f"{profile.name}: no register or OID encoder for {profile.protocol}")
+    return RedfishEncoder(profile, profile.kind, unit)

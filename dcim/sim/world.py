@@ -15,12 +15,13 @@ from typing import Any
 from dcim.points import Kind
 from dcim.profile import Profile, ProfileRegistry
 from dcim.sim import vendors
-from dcim.sim.canonical import Canonical, PointValue, metered_power_w
+from dcim.sim.canonical import SHELF_SUPPLIES, Canonical, PointValue, metered_power_w
 from dcim.sim.model import FEEDS, Controls, Physics, WorldState
+from dcim.sim.redfish import REDFISH_MODES, RedfishImage
 from dcim.sim.topology import SimDevice, SimSite
 from dcim.sim.wire import Encoder, ModbusImage, SnmpEncoder, SnmpImage, encoder_for
 
-FAIL_MODES = ("timeout", "garbage", "exception", "slow")
+FAIL_MODES = ("timeout", "garbage", "exception", "slow", *REDFISH_MODES)
 MAX_CATCH_UP_S = 120  # after a longer stall, integrate the gap in one step
 
 
@@ -36,7 +37,7 @@ class ActionError(Exception):
 class _Served:
     version: int
     values: dict[str, PointValue]
-    image: SnmpImage | ModbusImage
+    image: SnmpImage | ModbusImage | RedfishImage
 
 
 class World:
@@ -55,7 +56,7 @@ class World:
         self.profiles: dict[str, Profile] = {d.id: registry[d.profile] for d in site.devices}
         self.encoders: dict[str, Encoder] = {
             d.id: encoder_for(self.profiles[d.id], vendors.hints_for(d.profile), d.id,
-                              vendors.uses_fallback_firmware(d.id))
+                              vendors.uses_fallback_firmware(d.id), d.unit)
             for d in site.devices
         }
         self.t = math.floor(start)
@@ -107,7 +108,7 @@ class World:
             dev = self.site.devices_by_id[dev_id]
             values = self.canonical.values(dev, self.state, self.controls, self.energy.get(dev_id))
             encoder = self.encoders[dev_id]
-            image: SnmpImage | ModbusImage
+            image: SnmpImage | ModbusImage | RedfishImage
             if isinstance(encoder, SnmpEncoder):
                 image = encoder.encode(values, uptime_s=self.t - self.started + 86400.0)
             else:
@@ -115,7 +116,7 @@ class World:
             served = self._served[dev_id] = _Served(self.version, values, image)
         return served
 
-    def image(self, dev_id: str) -> SnmpImage | ModbusImage:
+    def image(self, dev_id: str) -> SnmpImage | ModbusImage | RedfishImage:
         """The wire image the device serves now."""
         return self._current(dev_id).image
 
@@ -177,6 +178,8 @@ class World:
         mode = action.get("mode")
         if mode not in FAIL_MODES:
             raise ActionError(400, f"'mode' must be one of {', '.join(FAIL_MODES)} (got {mode!r})")
+        if mode in REDFISH_MODES and self.profiles[dev.id].protocol != "redfish":
+            raise ActionError(400, f"mode {mode!r} is an HTTP fault; '{dev.id}' is not on Redfish")
         self.modes[dev.id] = str(mode)
         return {"device": dev.id, "mode": mode}
 
@@ -207,6 +210,18 @@ class World:
         self.controls = replace(self.controls, leaks=frozenset(leaks))
         self._recompute()
         return {"cdu": dev.id, "leak": active}
+
+    def _supply(self, action: dict[str, Any], failed: bool) -> dict[str, Any]:
+        dev = self._device(action.get("device"), Kind.SHELF)
+        supply = str(action.get("supply", ""))
+        known = [f"PSU{i}" for i in range(1, SHELF_SUPPLIES + 1)]
+        if supply not in known:
+            raise ActionError(404, f"unknown supply {action.get('supply')!r}; known: {', '.join(known)}")
+        supplies = set(self.controls.failed_supplies)
+        (supplies.add if failed else supplies.discard)((dev.id, supply))
+        self.controls = replace(self.controls, failed_supplies=frozenset(supplies))
+        self._recompute()
+        return {"device": dev.id, "supply": supply, "failed": failed}
 
     def _reset_energy(self, action: dict[str, Any]) -> dict[str, Any]:
         dev = self._device(action.get("device"))
@@ -251,5 +266,7 @@ _ACTIONS: dict[str, Callable[[World, dict[str, Any]], dict[str, Any]]] = {
     "feed-fail": lambda w, a: w._feed(a, True),
     "feed-recover": lambda w, a: w._feed(a, False),
     "leak": World._leak,
+    "supply-fail": lambda w, a: w._supply(a, True),
+    "supply-recover": lambda w, a: w._supply(a, False),
     "reset-energy": World._reset_energy,
 }

@@ -540,7 +540,9 @@ def test_bench_2000_serves_two_thousand_devices_over_workers(tmp_path: Path) -> 
     try:
         site = load_site(sim.config)
         assert len(site.devices) == 2000
-        sample = [next(d.id for d in site.devices.values() if d.kind == kind) for kind in Kind]
+        kinds = {d.kind for d in site.devices.values()}
+        sample = [next(d.id for d in site.devices.values() if d.kind == kind)
+                  for kind in Kind if kind in kinds]
         sample += ["r900-pdu-b", "cdu-150", "chiller-16"]  # the last units behind gateways
         results = poll(site, *sample)
         assert all(r.up and not r.errors for r in results.values()), results
