@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib as bl  # noqa: E402
-import simproc  # noqa: E402
+import benchlib as bl
+import simproc
 
-from dcim.drivers.poller import Poller  # noqa: E402
-from dcim.site import load_site  # noqa: E402
+from dcim.drivers.poller import Poller
+from dcim.site import load_site
 
 
 def cpu() -> float:
