@@ -31,7 +31,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData
 from pymodbus.simulator import SimDevice as ModbusDevice
 
-from dcim.sim.redfish import RedfishSimService
+from dcim.sim.redfish import RedfishEncoder, RedfishSimService
 from dcim.sim.snmp_agent import Mib, respond
 from dcim.sim.topology import SimDevice
 from dcim.sim.wire import ModbusEncoder, ModbusImage, SnmpImage
@@ -253,8 +253,9 @@ class Agents:
             port = next_port or 0
             if next_port:
                 next_port += 1
-            encoders = {d.id: self.world.encoders[d.id] for d in members}
-            service = RedfishSimService(self.world, encoders)  # type: ignore[arg-type]
+            encoders = {d.id: e for d in members
+                        if isinstance(e := self.world.encoders[d.id], RedfishEncoder)}
+            service = RedfishSimService(self.world, encoders)
             try:
                 bound = await service.start(self.host, port, self.tls)
             except OSError as exc:

@@ -152,7 +152,7 @@ async def hostile_factory() -> AsyncIterator[Callable[..., Any]]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         runners.append(runner)
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         return service, port
 
     yield make
