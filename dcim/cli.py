@@ -295,6 +295,87 @@ def _print_poll(result: PollResult, profile: str, host: str, port: int) -> None:
             typer.echo(f"  {name:<20} -   {result.errors[name]}   (raw {raw})")
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return text.strip("[]"), 161
+    return host.strip("[]"), int(port)
+
+
+@app.command()
+def discover(
+    targets: Annotated[list[str], typer.Argument(help="HOST or HOST:PORT of SNMP agents.")],
+    credentials: Annotated[str | None, typer.Option(
+        help="Credentials name from --config (default: SNMPv2c community public).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Site config holding the credentials and profile_dirs.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 2.0,
+) -> None:
+    """Ask SNMP agents who they are; print ready-to-paste device entries with their profile.
+
+    Exit 0 when every target matched one profile, 1 otherwise (each miss is named on stderr
+    with the sysObjectID and sysDescr it showed).
+    """
+    import asyncio
+
+    from dcim.config import load_config_file
+    from dcim.drivers.identify import identify, probe_spec
+    from dcim.drivers.snmp import FastClient, PysnmpClient, SnmpDriver
+    from dcim.errors import ConfigError
+    from dcim.profile import ProfileRegistry
+    from dcim.site.credentials import snmp_auth
+
+    try:
+        if config is not None:
+            validated = load_config_file(config)
+            if validated.errors:
+                raise ConfigError(validated.errors)
+            creds = validated.config.credentials
+            registry = ProfileRegistry.load(config.parent / d
+                                            for d in validated.config.profile_dirs)
+        else:
+            creds, registry = {}, ProfileRegistry.load()
+    except ConfigError as exc:
+        _fail_config(exc.errors)
+    if credentials is not None and credentials not in creds:
+        where = f"in {config}" if config else "without --config"
+        _fail_config([f"--credentials: no credentials '{credentials}' {where}"])
+    auth = snmp_auth(creds, credentials)
+
+    async def ask() -> list[object]:
+        client: SnmpDriver = PysnmpClient() if auth.version == 3 else FastClient()
+        try:
+            return list(await asyncio.gather(*(
+                identify(client, probe_spec(*_host_port(t), auth, timeout), registry)
+                for t in targets)))
+        finally:
+            client.close()
+
+    from dcim.drivers.identify import Identity
+
+    missed = 0
+    for ident in asyncio.run(ask()):
+        assert isinstance(ident, Identity)
+        where = f"{ident.host}:{ident.port}"
+        if ident.error is not None:
+            missed += 1
+            typer.echo(f"{where}: no answer: {ident.error}", err=True)
+            continue
+        if ident.profile is None:
+            missed += 1
+            why = (f"several profiles fit equally ({', '.join(ident.profiles)}): name one"
+                   if ident.profiles else "no shipped profile matches: write one "
+                   "(collectors/README.md) or name the closest")
+            typer.echo(f"{where}: {why} ({ident.describe()})", err=True)
+            continue
+        device_id = "dev-" + "".join(c if c.isalnum() else "-" for c in where)
+        extra = f", credentials: {credentials}" if credentials else ""
+        typer.echo(f"  # {where}: {ident.describe()}")
+        typer.echo(f"  - {{id: {device_id}, profile: {ident.profile}, host: {ident.host}, "
+                   f"port: {ident.port}{extra}}}")
+    raise typer.Exit(1 if missed else 0)
+
+
 @app.command()
 def simulate(
     preset: Annotated[str, typer.Option(help="tiny | hall-18mw | bench-2000")],

@@ -156,6 +156,19 @@ def _coolant(value: Any) -> Any:
     return value
 
 
+class PointOverride(_Strict):
+    """A device entry's change to one point of its profile (a one-off firmware)."""
+
+    scale: float | None = None
+    offset: float | None = None
+    not_available: tuple[float, ...] | None = None
+    not_available_below: float | None = None
+
+    def keys(self) -> dict[str, Any]:
+        """The keys given, as profile point keys."""
+        return self.model_dump(exclude_none=True)
+
+
 class Device(_Strict):
     """A polled device; protocol details come from its profile."""
 
@@ -177,6 +190,8 @@ class Device(_Strict):
     tls_verify: bool | None = None
     tls_ca_file: Path | None = None
     resource: str | None = None
+    # Per point: scaling keys replacing the profile's, or "disabled" (the point is not read).
+    points: dict[str, PointOverride | Literal["disabled"]] = Field(default_factory=dict)
 
     @field_validator("resource")
     @classmethod

@@ -8,11 +8,12 @@ resolves `extends` fragments and keeps the registry of known profiles.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dcim import yamlsafe
 from dcim.errors import ConfigError, format_validation_error
@@ -190,6 +191,19 @@ class SnmpProfile(_ProfileBase):
 
     protocol: Literal["snmp"]
     sys_object_id: tuple[str, ...] = ()
+    # Regular expressions on sysDescr that identify the model where sysObjectID cannot (a
+    # generic MIB such as UPS-MIB, agents announcing a generic net-snmp sysObjectID).
+    sys_descr: tuple[str, ...] = ()
+
+    @field_validator("sys_descr")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
     max_repetitions: int = Field(default=25, ge=1, le=200)
     points: dict[str, SnmpPoint]
 
@@ -231,14 +245,47 @@ def _check_points(profile: Profile) -> list[str]:
     return errors
 
 
+# Keys that say where a value comes from: a point naming one replaces the inherited point.
+LOCATION_KEYS = frozenset({"oid", "walk", "address", "resource", "collection", "property"})
+
+
+def merge_points(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Points of `over` on top of `base`: a point giving only scaling keys (scale, sentinels,
+    offset, ...) changes those keys of the inherited point; one naming a location (oid, walk,
+    address, ...) replaces it; `null` removes it."""
+    merged = dict(base)
+    for name, point in over.items():
+        inherited = merged.get(name)
+        if point is None:
+            merged.pop(name, None)
+        elif (isinstance(point, Mapping) and isinstance(inherited, Mapping)
+              and not LOCATION_KEYS & set(point)):
+            merged[name] = {**inherited, **point}
+        else:
+            merged[name] = point
+    return merged
+
+
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in over.items():
         if key == "points" and isinstance(value, Mapping):
-            merged[key] = {**dict(base.get("points") or {}), **value}
+            merged[key] = merge_points(base.get("points") or {}, value)
         else:
             merged[key] = value
     return merged
+
+
+def with_overrides(profile: Profile, overrides: Mapping[str, Mapping[str, Any] | None]) -> Profile:
+    """The profile as one device entry adjusts it (a one-off firmware): per point, scaling keys
+    replaced, or the point disabled (None). Keys are checked by the site config's schema."""
+    points: dict[str, Any] = dict(profile.points)
+    for name, keys in overrides.items():
+        if keys is None:
+            points.pop(name, None)
+        elif name in points:
+            points[name] = points[name].model_copy(update=dict(keys))
+    return profile.model_copy(update={"points": points})
 
 
 def sys_object_id_matches(oid: str, prefixes: Iterable[str]) -> bool:

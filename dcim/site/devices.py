@@ -11,7 +11,7 @@ import difflib
 from dcim.config import Config, Credentials, Device, Invalid, Polling
 from dcim.coolant import COOLANTS, DEFAULT_COOLANT, Coolant
 from dcim.points import Kind
-from dcim.profile import Profile, ProfileRegistry
+from dcim.profile import Profile, ProfileRegistry, with_overrides
 from dcim.site.credentials import snmp_auth
 from dcim.site.model import (
     DEFAULT_PORTS,
@@ -114,6 +114,18 @@ def _coolant(dev: Device, profile: Profile) -> Coolant | None:
     return COOLANTS[DEFAULT_COOLANT] if profile.kind == Kind.CDU else None
 
 
+def _adjusted(where: str, dev: Device, profile: Profile, errors: list[str]) -> Profile:
+    """The profile with the device entry's `points` overrides applied."""
+    if not dev.points:
+        return profile
+    unknown = [n for n in dev.points if n not in profile.points]
+    errors.extend(f"{where}.points.{n}: profile '{profile.name}' has no point '{n}' "
+                  f"(it has {', '.join(sorted(profile.points))})" for n in unknown)
+    return with_overrides(profile, {
+        n: None if o == "disabled" else o.keys()
+        for n, o in dev.points.items() if n not in unknown})
+
+
 def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str],
                     invalid: Invalid, errors: list[str]) -> tuple[dict[str, DeviceSpec], Feeds]:
     """The devices that resolve (faults appended to errors), and which feed each rack;
@@ -134,7 +146,7 @@ def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str
                 errors.append(f"{where}.profile: unknown profile '{dev.profile}'"
                               f"{_suggest(dev.profile, registry)}")
             continue
-        profile = registry[dev.profile]
+        profile = _adjusted(where, dev, registry[dev.profile], errors)
         auth: SnmpAuth | None = None
         redfish: RedfishTarget | None = None
         errors.extend(_check_redfish_fields(where, dev, profile.protocol))
