@@ -97,9 +97,9 @@ async def test_daemon_publishes_a_conforming_bus_on_nats(
     daemon = DaemonProcess(tmp_path, config,
                            polling={"interval": "1s", "timeout": "400ms", "retries": 0,
                                     "max_age": "5s"},
-                           exporters={"mqtt": {"host": nats_mqtt.host, "port": nats_mqtt.port,
-                                               "plain": False, "dsx": True,
-                                               "dsx_tag_prefix": PREFIX}})
+                           sinks={"mqtt": {"host": nats_mqtt.host, "port": nats_mqtt.port,
+                                           "plain": False, "dsx": True,
+                                           "dsx_tag_prefix": PREFIX}})
     task, got = await _subscriber(nats_mqtt, "early")  # there before dcim: sees every first value
     try:
         await asyncio.to_thread(daemon.start)
