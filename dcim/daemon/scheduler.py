@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from dcim.backoff import MAX_BACKOFF_S
 from dcim.drivers.poller import Poller
 from dcim.health import DeviceHealth, Health
 from dcim.readings import PollResult, failed
@@ -23,8 +24,6 @@ from dcim.site import DeviceSpec
 from dcim.tasks import cancel_and_wait
 
 log = logging.getLogger("dcim.scheduler")
-
-MAX_BACKOFF_S = 60.0
 
 
 # A poll may use this share of its interval: it must end before the next one is due.
