@@ -12,7 +12,8 @@ point of this sink (split on 413, never a library retry or a batch dropped behin
 so the batching and retry layers of WriteApi are deliberately not used.
 
 Response handling: 2xx acknowledges the batch; 429 and 5xx (and network errors) back off,
-honouring Retry-After; 413 splits the batch; 400/422 drop the batch and count it; 401/403
+honouring Retry-After up to max_backoff; a timeout resends the same lines and lengthens the
+next write's timeout (WriteTimeout); 413 splits the batch; 400/422 drop the batch and count it; 401/403
 keep everything, log once at ERROR and export dcim_influx_auth_failed until a write succeeds.
 """
 
@@ -53,8 +54,35 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 AUTH_RETRY_S = 30.0
 SPOOL_REOPEN_S = 30.0
 MAX_RETRY_AFTER_S = 3600.0
+# The longest a write may take once slow answers stretched the timeout: this many times `timeout`.
+MAX_TIMEOUT_FACTOR = 12
 
 Action = Literal["ok", "retry", "split", "drop", "auth"]
+
+
+class WriteTimeout:
+    """The per-request timeout, sized to the endpoint.
+
+    A write that times out may still have been stored: the server only answered late. Sending
+    it again with the same short timeout would time out again, and again, each copy stored by
+    an endpoint that does not deduplicate. So after a timeout the next attempt waits twice as
+    long (up to `cap`), and after a success the timeout follows what writes really take (4x the
+    last duration, never below the configured `timeout`), shrinking slowly (5 % per success) so
+    one fast write does not bring back a timeout the endpoint cannot meet.
+    """
+
+    def __init__(self, floor: float, cap: float):
+        self.floor = floor
+        self.cap = max(cap, floor)
+        self.current = floor
+
+    def timed_out(self) -> None:
+        """A write got no answer in time: wait longer for the next one."""
+        self.current = min(self.current * 2, self.cap)
+
+    def succeeded(self, duration: float) -> None:
+        """A write was answered after `duration` seconds."""
+        self.current = min(max(self.floor, 4 * duration, self.current * 0.95), self.cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +165,17 @@ class InfluxSink:
         self._spool_bytes = 0
         self._oldest: float | None = None
         self._problems = LogOnce(log)
+        self._timeout = WriteTimeout(config.timeout, config.timeout * MAX_TIMEOUT_FACTOR)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the spool (falling back to memory) and start the writer and sender tasks."""
         await self._open_spool()
+        # The session's own timeout is only a backstop: each write runs under self._timeout.
         self._client = InfluxDBClientAsync(
             url=self.config.url, token=self.config.secret_token() or "", org=self.config.org,
-            timeout=int(self.config.timeout * 1000), verify_ssl=self.config.tls_verify,
+            timeout=int(self._timeout.cap * 1000) + 1000, verify_ssl=self.config.tls_verify,
             ssl_ca_cert=str(self.config.ca_file) if self.config.ca_file else None,
             connection_pool_maxsize=2)
         self._writer = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
@@ -306,8 +336,11 @@ class InfluxSink:
             if verdict.action == "auth":
                 await self._pause(AUTH_RETRY_S, wake=False)
                 continue
-            await self._pause(verdict.delay if verdict.delay is not None else backoff.next(),
-                              wake=False)
+            # Retry-After is honoured up to max_backoff, then the server is probed again: one
+            # "come back in an hour" must not stop delivery for an hour.
+            delay = backoff.next() if verdict.delay is None else min(verdict.delay,
+                                                                     self.config.max_backoff)
+            await self._pause(delay, wake=False)
 
     async def _pause(self, seconds: float, wake: bool = True) -> None:
         """Sleep; new points (if wake) or stop() end it early."""
@@ -385,13 +418,17 @@ class InfluxSink:
         self.batches += 1
         body = await asyncio.get_running_loop().run_in_executor(
             None, gzip.compress, batch.body(), 5)
+        started = time.monotonic()
         try:
-            await self._writer.post_write_async(  # type: ignore[no-untyped-call]
-                org=self.config.org, bucket=self.config.bucket, body=body, precision="ms",
-                content_encoding="gzip", content_type="text/plain; charset=utf-8",
-                accept="application/json")
+            async with asyncio.timeout(self._timeout.current):
+                await self._writer.post_write_async(  # type: ignore[no-untyped-call]
+                    org=self.config.org, bucket=self.config.bucket, body=body, precision="ms",
+                    content_encoding="gzip", content_type="text/plain; charset=utf-8",
+                    accept="application/json")
+            self._timeout.succeeded(time.monotonic() - started)
             return Verdict("ok"), "ok"
         except ApiException as exc:
+            self._timeout.succeeded(time.monotonic() - started)
             status = int(exc.status or 0)
             text = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
             retry_header = exc.headers.get("Retry-After") if exc.headers else None
@@ -399,7 +436,13 @@ class InfluxSink:
             detail = f"HTTP {status} {text[:300].strip()}".strip()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._count_retry("network")
+            reason = "network"
+            if isinstance(exc, TimeoutError):
+                # The server may have stored it: the same lines (same timestamps) go out again,
+                # and wait longer this time (see WriteTimeout).
+                reason, detail = "timeout", f"no answer within {self._timeout.current:g}s"
+                self._timeout.timed_out()
+            self._count_retry(reason)
             self.last_error = detail
             self._problems.problem("net", f"cannot reach influxdb at {self.config.url}: {detail}; "
                                  "points stay in the spool")
@@ -438,7 +481,12 @@ class InfluxSink:
         yield counter("dcim_influx_points_dropped",
                       "Points given up, by reason (spool_full, rejected = 400/422, too_large = 413)",
                       drops, ["reason"])
-        yield counter("dcim_influx_write_retries", "Writes to retry, by HTTP status or 'network'",
+        yield gauge("dcim_influx_write_timeout_seconds",
+                    "How long the next write may take (grows after timeouts, see docs/influxdb.md)",
+                    self._timeout.current)
+        yield counter("dcim_influx_write_retries",
+                      "Writes to retry, by HTTP status, 'network' or 'timeout' (a timed-out write "
+                      "may have been stored: its resend is a possible duplicate)",
                       {(r,): float(n) for r, n in sorted(self.retries.items())}, ["reason"])
         yield gauge("dcim_influx_spool_bytes", "Bytes of line protocol held in the spool",
                     float(self._spool_bytes))

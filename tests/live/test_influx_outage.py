@@ -21,34 +21,12 @@ from typing import Any
 import pytest
 import yaml
 from support.daemon_process import DaemonProcess
-from support.servers import (
-    ExportedSeries,
-    MosquittoServer,
-    VictoriaMetricsServer,
-    free_port,
-    wait_until,
-)
+from support.influx_daemon import INTERVAL_S, TINY_DEVICES, device_polls, devices_up, drained, influx_daemon
+from support.servers import MosquittoServer, VictoriaMetricsServer, free_port, wait_until
 
 from dcim.sim.child import SimulatorProcess
 
-INTERVAL_S = 1.0
 MAX_GAP_MS = 3.5 * INTERVAL_S * 1000  # interval plus jitter and a slow poll
-
-
-def influx_daemon(workdir: Path, sim: SimulatorProcess, vm: VictoriaMetricsServer,
-                  **sinks: Any) -> DaemonProcess:
-    """`dcim run` on the simulator's site, 1 s polling, InfluxDB pointed at VictoriaMetrics."""
-    influx = {"url": vm.url, "org": "dcim", "bucket": "dcim", "token": "t",
-              "flush_interval": "1s", "max_backoff": "2s"}
-    return DaemonProcess(
-        workdir, sim.config,
-        polling={"interval": f"{INTERVAL_S}s", "timeout": "400ms", "retries": 0, "max_age": "5s"},
-        sinks={"influxdb": influx, **sinks})
-
-
-def devices_up(daemon: DaemonProcess) -> int:
-    """How many devices dcim reports up."""
-    return sum(1 for k, v in daemon.metrics().items() if k.startswith("dcim_device_up{") and v == 1.0)
 
 
 @pytest.fixture
@@ -61,37 +39,9 @@ def sim(tmp_path: Path) -> Iterator[SimulatorProcess]:
 @pytest.fixture
 def daemon(tmp_path: Path, sim: SimulatorProcess,
            victoria_metrics: VictoriaMetricsServer) -> Iterator[DaemonProcess]:
-    d = influx_daemon(tmp_path, sim, victoria_metrics)
+    d = influx_daemon(tmp_path, sim, victoria_metrics.url)
     yield d
     d.close()
-
-
-def _drained(daemon: DaemonProcess) -> bool:
-    """The backlog is written: writes succeed and nothing older than a flush or two waits.
-
-    (queued == 0 would be flaky: with 1 s polling new points arrive every second, so the queue
-    is empty only for moments that a scrape may never hit.)
-    """
-    m = daemon.metrics()
-    return m.get("dcim_influx_up") == 1.0 and m["dcim_influx_oldest_unsent_age_seconds"] < 4.0
-
-
-def _polls(vm: VictoriaMetricsServer) -> dict[str, list[int]]:
-    """Poll timestamps (ms) per device, as stored (duplicates kept), once dcim has stopped.
-
-    Reads lag writes by a second or two, so read until the export stops changing for 3 s.
-    """
-    last: list[ExportedSeries] = []
-    stable_since = time.monotonic()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        now = vm.export('{__name__="dcim_device_up"}')
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        elif len(now) == 7 and time.monotonic() - stable_since >= 3.0:
-            break
-        time.sleep(0.3)
-    return {s.metric["device"]: sorted(s.timestamps) for s in last}
 
 
 def _spooled_polls(path: Path) -> dict[str, set[int]]:
@@ -126,12 +76,11 @@ def test_endpoint_outage_loses_and_duplicates_nothing(daemon: DaemonProcess,
     time.sleep(13)
     outage_end = time.time()
     victoria_metrics.start()
-    wait_until(lambda: _drained(daemon), 60, what="spool drained after the outage")
+    wait_until(lambda: drained(daemon), 60, what="spool drained after the outage")
     assert daemon.stop() == 0
 
-    polls = _polls(victoria_metrics)
-    assert set(polls) == {"r01-pdu-a", "r01-pdu-b", "r02-pdu-a", "r02-pdu-b", "cdu-1", "main-1",
-                          "ups-1"}
+    polls = device_polls(victoria_metrics)
+    assert set(polls) == TINY_DEVICES
     for device, stamps in polls.items():
         assert len(stamps) == len(set(stamps)), f"{device}: a poll was written twice"
         assert _gaps(stamps) == [], f"{device}: polls missing"
@@ -155,10 +104,10 @@ def test_kill9_mid_outage_resends_only_unsent(daemon: DaemonProcess,
     daemon.start()
     time.sleep(8)
     victoria_metrics.start()
-    wait_until(lambda: _drained(daemon), 60, what="spool drained after restart")
+    wait_until(lambda: drained(daemon), 60, what="spool drained after restart")
     assert daemon.stop() == 0
 
-    polls = _polls(victoria_metrics)
+    polls = device_polls(victoria_metrics)
     for device, stamps in polls.items():
         assert len(stamps) == len(set(stamps)), f"{device}: a poll was written twice"
         # Everything that was on disk when dcim was killed arrived, exactly.
@@ -179,7 +128,7 @@ def test_bad_endpoints_never_stop_polling(tmp_path: Path, sim: SimulatorProcess,
     serves /metrics, exports each problem and logs it once."""
     broker: MosquittoServer = mosquitto_factory(users={"dcim": "right"})
     (tmp_path / "not-a-dir").write_text("x")
-    d = influx_daemon(tmp_path, sim, victoria_metrics,
+    d = influx_daemon(tmp_path, sim, victoria_metrics.url,
                       influxdb={"url": f"http://127.0.0.1:{free_port()}", "org": "o",
                                 "bucket": "b", "token": "t", "flush_interval": "1s",
                                 "max_backoff": "2s",
@@ -209,7 +158,7 @@ def test_sighup_fixing_the_url_delivers_the_backlog(tmp_path: Path, sim: Simulat
                                                    victoria_metrics: VictoriaMetricsServer) -> None:
     """A wrong InfluxDB URL corrected in the config and reloaded: the sink restarts on the new
     URL and sends what it spooled under the old one; polling never stops."""
-    d = influx_daemon(tmp_path, sim, victoria_metrics,
+    d = influx_daemon(tmp_path, sim, victoria_metrics.url,
                       influxdb={"url": f"http://127.0.0.1:{free_port()}", "org": "dcim",
                                 "bucket": "dcim", "token": "t", "flush_interval": "1s",
                                 "max_backoff": "2s"})
@@ -225,12 +174,12 @@ def test_sighup_fixing_the_url_delivers_the_backlog(tmp_path: Path, sim: Simulat
         d.config.write_text(yaml.safe_dump(data, sort_keys=False))
         d.signal(signal.SIGHUP)
         wait_until(lambda: "restarted influxdb" in d.log(), 10, what="influxdb sink restarted on reload")
-        wait_until(lambda: _drained(d), 60, what="backlog written after the reload")
+        wait_until(lambda: drained(d), 60, what="backlog written after the reload")
         assert devices_up(d) == 7
         assert d.stop() == 0
     finally:
         d.close()
-    polls = _polls(victoria_metrics)
+    polls = device_polls(victoria_metrics)
     assert len(polls) == 7
     for device, stamps in polls.items():
         assert len(stamps) == len(set(stamps)), f"{device}: a poll was written twice"

@@ -33,6 +33,9 @@ class Script:
     accepted: list[str] = field(default_factory=list)
     encodings: list[str] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
+    # Seconds to wait before answering, per request in order (the last repeats): a server that
+    # stores the batch at once but answers late.
+    delays: list[float] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         # aiohttp's server inflates gzip bodies itself; the header says what was sent.
@@ -42,11 +45,14 @@ class Script:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         lines = [line for line in raw.decode().split("\n") if line]
-        answer = self.answers[min(len(self.requests), len(self.answers) - 1)]
+        index = len(self.requests)
+        answer = self.answers[min(index, len(self.answers) - 1)]
         response = answer(lines)
         self.requests.append((response.status, lines, time.monotonic(), dict(request.query)))
         if 200 <= response.status < 300:
             self.accepted.extend(lines)
+        if self.delays:
+            await asyncio.sleep(self.delays[min(index, len(self.delays) - 1)])
         return response
 
 
@@ -153,6 +159,63 @@ async def test_429_honours_retry_after_and_resends(server: tuple[Script, str],
     assert script.requests[1][2] - script.requests[0][2] >= 1.9
     assert script.accepted == expected
     assert sink.retries == {"429": 1}
+
+
+async def test_an_hour_of_retry_after_is_capped_at_max_backoff(server: tuple[Script, str],
+                                                               tmp_path: Path) -> None:
+    script, url = server
+    script.answers = [status(429, **{"Retry-After": "3600"}), status(429, **{"Retry-After": "3600"}),
+                      ok]
+    sink = _sink(url, tmp_path, max_backoff="500ms")
+    await sink.start()
+    world = World()
+    _feed(sink, world, 1_700_000_000.0, 3)
+    expected = _expected(world, 1_700_000_000.0, 3)
+    # Delivered after two refusals (an uncapped wait would be an hour).
+    await _until(lambda: len(script.accepted) >= len(expected))
+    await sink.stop(2.0)
+    assert script.accepted == expected
+    assert sink.retries == {"429": 2}
+
+
+async def test_a_write_answered_after_the_timeout_is_resent_once_not_forever(
+        server: tuple[Script, str], tmp_path: Path) -> None:
+    script, url = server
+    script.answers = [ok]
+    script.delays = [0.8]  # every write is stored at once and answered after 0.8 s
+    sink = _sink(url, tmp_path, timeout="500ms")
+    await sink.start()
+    world = World()
+    _feed(sink, world, 1_700_000_000.0, 2)
+    first = _expected(world, 1_700_000_000.0, 2)
+    await _until(lambda: sink.sent >= len(first))
+    _feed(sink, world, 1_700_000_002.0, 3)  # later batches: the timeout now fits the server
+    await _until(lambda: sink.sent >= len(first) + len(_expected(world, 1_700_000_002.0, 3)))
+    await sink.stop(2.0)
+    assert sink.retries == {"timeout": 1}
+    # The one resend is the same lines with the same timestamps (an endpoint that overwrites
+    # identical points stores each once), and only the first batch was sent twice.
+    assert script.requests[0][1] == script.requests[1][1] == first
+    assert len(script.requests) == 3
+    assert sink._timeout.current >= 4 * 0.8
+
+
+def test_write_timeout_grows_after_timeouts_and_follows_slow_answers() -> None:
+    timeout = influx.WriteTimeout(floor=10.0, cap=120.0)
+    timeout.timed_out()
+    timeout.timed_out()
+    assert timeout.current == 40.0
+    for _ in range(5):
+        timeout.timed_out()
+    assert timeout.current == 120.0  # capped
+    timeout.succeeded(15.0)  # a slow endpoint: 4x what it takes
+    assert timeout.current == 114.0
+    for _ in range(200):
+        timeout.succeeded(15.0)
+    assert timeout.current == 60.0
+    for _ in range(200):
+        timeout.succeeded(0.1)
+    assert timeout.current == 10.0  # back to the configured timeout, never below
 
 
 async def test_5xx_backs_off_and_keeps_order(server: tuple[Script, str], tmp_path: Path) -> None:
