@@ -72,13 +72,23 @@ def tiny(seed: int) -> SimSite:
                    misc_w=2_000.0)
 
 
+def _row_name(index: int) -> str:
+    """a .. z, then aa, ab ... (rows are ids: letters only, never past 'z' into punctuation)."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("a") + rest) + name
+    return name
+
+
 def _hall(seed: int, *, name: str, preset: str, n_racks: int, cdu_sizes: list[int],
           ups_per_feed: int, chillers: int, chiller_gateway_size: int, mains: int,
           cdu_gateway_size: int, misc_w: float, rows: int, shelf_racks: int = 0,
           redfish_cdus: int = 0) -> SimSite:
     per_row = math.ceil(n_racks / rows)
     racks = [_rack(seed, f"r{i + 1:03d}" if n_racks > 99 else f"r{i + 1:02d}", i // 10,
-                   chr(ord("a") + i // per_row), "h1") for i in range(n_racks)]
+                   _row_name(i // per_row), "h1") for i in range(n_racks)]
     devices: list[SimDevice] = []
     for i, rack in enumerate(racks):
         if i >= n_racks - shelf_racks:  # the last racks take their power through shelves

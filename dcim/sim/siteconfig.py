@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from dcim import yamlsafe
-from dcim.config import parse_config
+from dcim.config import validate_config
 from dcim.points import Kind
 from dcim.profile import ProfileRegistry
 from dcim.sim import redfish
@@ -77,8 +77,8 @@ def render(site: SimSite, endpoints: Mapping[str, Endpoint], registry: ProfileRe
 
 
 def check(text: str, registry: ProfileRegistry) -> Site:
-    """Validate a rendered config exactly as dcim will (ConfigError on any fault)."""
-    return build_site(parse_config(yamlsafe.parse(text, "<simulated site>")), registry)
+    """Validate a rendered config exactly as dcim will (ConfigError listing every fault)."""
+    return build_site(validate_config(yamlsafe.parse(text, "<simulated site>")), registry)
 
 
 def write(path: Path, text: str) -> None:
