@@ -15,6 +15,7 @@ import os
 import re
 import types
 import typing
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,51 @@ class Rack(_Strict):
     tenant: Id | None = None
     cap_kw: float | None = Field(default=None, gt=0)
     feed_kw: float | None = Field(default=None, gt=0)
+
+
+class Billing(_Strict):
+    """How a tenant is billed (docs/tenants.md "Billing models").
+
+    committed: contract_kw x the period's hours at price_per_kwh, IT energy above that at
+    price_per_kwh x overage_multiplier. metered: IT energy at price_per_kwh, at least
+    minimum_ratio x contract_kw x hours. pue_multiplier: as metered, times the site's energy PUE
+    of the period (ISO/IEC 30134-2: facility energy / IT energy over the same period).
+    """
+
+    model: Literal["committed", "metered", "pue_multiplier"]
+    price_per_kwh: float = Field(ge=0)
+    currency: str
+    overage_multiplier: float = Field(default=1.0, ge=1.0)
+    minimum_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Billing periods start at midnight on the 1st in this IANA time zone.
+    timezone: str = "UTC"
+    period: Literal["monthly"] = "monthly"
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError(f"'{value}' is not an ISO 4217 currency code (three capitals: USD)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}' (give an IANA name such as "
+                             "America/Los_Angeles or UTC)") from None
+        return value
+
+
+class Tenant(_Strict):
+    """A customer leasing racks: its contracted power and how it is billed."""
+
+    name: str = Field(min_length=1)
+    contract_kw: float = Field(gt=0)
+    # Without billing, `dcim report` gives energy and demand but no cost.
+    billing: Billing | None = None
 
 
 class CoolantProperties(_Strict):
@@ -350,6 +396,7 @@ class Config(_Strict):
     site: SiteSection
     polling: Polling = Polling()
     credentials: dict[Id, Credentials] = {}
+    tenants: dict[Id, Tenant] = {}
     racks: tuple[Rack, ...] = ()
     devices: tuple[Device, ...] = ()
     pue: Pue | None = None
@@ -414,7 +461,7 @@ class ValidatedConfig:
 
 
 # Sections checked item by item: one bad entry leaves out only itself.
-_ITEM_SECTIONS = ("credentials", "racks", "devices")
+_ITEM_SECTIONS = ("credentials", "tenants", "racks", "devices")
 # Sections of named optional parts: one bad part (sinks.mqtt) leaves out only itself.
 _PART_SECTIONS = ("sinks", "sources", "exporters")
 # Stands in for a site section that failed (`site` is required); Invalid says it is not real.

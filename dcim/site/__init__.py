@@ -3,10 +3,10 @@
 Everything downstream (scheduler, drivers, compute, sinks, sources) reads this model, never the
 raw config, so defaults and references are resolved exactly once.
 
-    model.py         the resolved dataclasses (Site, DeviceSpec, RackSpec, PueSpec, SinkSpecs,
-                     SourceSpecs)
+    model.py         the resolved dataclasses (Site, DeviceSpec, RackSpec, TenantSpec, PueSpec,
+                     SinkSpecs, SourceSpecs)
     build.py         build_site / load_site: the sections below in order, every fault listed
-    credentials.py   racks.py   devices.py   pue.py   outputs.py (sinks, sources)
+    credentials.py   racks.py   tenants.py   devices.py   pue.py   outputs.py (sinks, sources)
     shard.py         which devices one of N instances polls
 """
 
@@ -26,12 +26,13 @@ from dcim.site.model import (
     Site,
     SnmpAuth,
     SourceSpecs,
+    TenantSpec,
     power_point,
 )
 from dcim.site.shard import restrict_to_shard, shard_key, shard_of
 
 __all__ = [
     "DEFAULT_PORTS", "RACK_POWER_KINDS", "SERVING_KINDS", "BmsSpec", "DeviceSpec", "PueSpec",
-    "RackSpec", "RedfishTarget", "SinkSpecs", "Site", "SnmpAuth", "SourceSpecs", "build_site", "load_site",
-    "power_point", "restrict_to_shard", "shard_key", "shard_of",
+    "RackSpec", "RedfishTarget", "SinkSpecs", "Site", "SnmpAuth", "SourceSpecs", "TenantSpec",
+    "build_site", "load_site", "power_point", "restrict_to_shard", "shard_key", "shard_of",
 ]

@@ -18,6 +18,7 @@ from dcim.site.model import Site
 from dcim.site.outputs import resolve_outputs
 from dcim.site.pue import resolve_pue
 from dcim.site.racks import check_racks, rack_specs
+from dcim.site.tenants import resolve_tenants
 
 
 def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry) -> Site:
@@ -33,6 +34,7 @@ def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry) -> S
 
     errors += check_credentials(config.credentials)
     errors += check_racks(config.racks, max_kw, invalid)
+    tenants = resolve_tenants(config.tenants, config.racks, invalid, errors, warnings)
     errors += check_polling(config.polling, invalid)
     # Every device id written, resolved or not: a reference to one that failed is not unknown.
     declared = {d.id for d in config.devices}
@@ -47,7 +49,7 @@ def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry) -> S
         raise ConfigError(errors, warnings)
     return Site(
         name=config.site.name, rack_max_w=max_kw * 1000, pue_target=config.site.pue_target,
-        racks=racks, devices=devices, pue=pue, sinks=sinks, sources=sources,
+        racks=racks, devices=devices, pue=pue, sinks=sinks, sources=sources, tenants=tenants,
         max_in_flight=config.polling.max_in_flight, state_dir=config.state_dir,
         warnings=tuple(warnings),
     )

@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dcim.config import (
+    Billing,
     BmsPoint,
     InfluxSinkConfig,
     MqttBroker,
@@ -112,6 +113,17 @@ class RackSpec:
 
 
 @dataclass(frozen=True)
+class TenantSpec:
+    """A tenant: its contracted power, the racks it leases and how it is billed."""
+
+    id: str
+    name: str
+    contract_w: float
+    racks: tuple[str, ...]
+    billing: Billing | None = None
+
+
+@dataclass(frozen=True)
 class PueSpec:
     """The devices PUE is computed from, and the point read from each."""
 
@@ -171,6 +183,9 @@ class Site:
     pue: PueSpec | None
     sinks: SinkSpecs = SinkSpecs()
     sources: SourceSpecs = SourceSpecs()
+    # Tenants by id (only declared ones: a rack's tenant label without a tenants: section is
+    # not one).
+    tenants: Mapping[str, TenantSpec] = field(default_factory=dict)
     # Cap on requests in flight across all devices (polling.max_in_flight).
     max_in_flight: int = 64
     state_dir: Path | None = None

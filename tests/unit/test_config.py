@@ -56,6 +56,9 @@ def summarize(site: Site) -> dict[str, Any]:
                            "serves": list(d.serves), "framer": d.framer,
                            "snmp_version": d.auth.version if d.auth else None}
                     for d in site.devices.values()},
+        "tenants": {t.id: {"name": t.name, "contract_w": t.contract_w, "racks": list(t.racks),
+                           "billing": None if t.billing is None else t.billing.model_dump()}
+                    for t in site.tenants.values()},
         "pue": None if site.pue is None else {
             "facility": dict(site.pue.facility), "it": dict(site.pue.it),
             "it_from_racks": site.pue.it_from_racks},
