@@ -3,10 +3,12 @@
     GET  /truth                          the state being served, with its time
     GET  /devices/{id}                   one device's values (model and as dcim decodes them)
     POST /racks/{id}/load                {"kw": 150}   (null: follow the load model again)
-    POST /devices/{id}/fail              {"mode": "timeout" | "garbage" | "exception" | "slow"}
+    POST /devices/{id}/fail              {"mode": "timeout" | "garbage" | "exception" | "slow"
+                                          | Redfish: "unauthorized" | "http500" | "html"}
     POST /devices/{id}/recover
     POST /racks/{id}/feeds/{feed}/fail   and .../recover
     POST /cdus/{id}/leak                 {"active": true}
+    POST /shelves/{id}/supplies/{supply}/fail   and .../recover
     POST /devices/{id}/reset-energy
 
 Bad input answers 4xx with {"error": message}; the simulator keeps running.
@@ -44,12 +46,17 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, tuple[str, ...]]] = [
     ("POST", re.compile(rf"^/devices/{_SEG}/recover$"), "recover", ("device",)),
     ("POST", re.compile(rf"^/devices/{_SEG}/reset-energy$"), "reset-energy", ("device",)),
     ("POST", re.compile(rf"^/cdus/{_SEG}/leak$"), "leak", ("cdu",)),
+    ("POST", re.compile(rf"^/shelves/{_SEG}/supplies/{_SEG}/fail$"), "supply-fail",
+     ("device", "supply")),
+    ("POST", re.compile(rf"^/shelves/{_SEG}/supplies/{_SEG}/recover$"), "supply-recover",
+     ("device", "supply")),
 ]
 _ENDPOINTS = [
     "GET /truth", "GET /devices/{id}", "POST /racks/{id}/load", "POST /devices/{id}/fail",
     "POST /devices/{id}/recover", "POST /racks/{id}/feeds/{feed}/fail",
     "POST /racks/{id}/feeds/{feed}/recover", "POST /cdus/{id}/leak",
-    "POST /devices/{id}/reset-energy",
+    "POST /devices/{id}/reset-energy", "POST /shelves/{id}/supplies/{supply}/fail",
+    "POST /shelves/{id}/supplies/{supply}/recover",
 ]
 
 

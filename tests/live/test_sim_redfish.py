@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.daemon_process import DaemonProcess
 from support.profiles import shipped_registry
+from support.servers import wait_until
 from support.tls import make_ca_and_server_cert
 
 from dcim.compute import compute
@@ -20,6 +22,7 @@ from dcim.drivers.poller import Poller
 from dcim.readings import PollResult
 from dcim.sim import presets, siteconfig
 from dcim.sim.agents import Agents, Endpoint
+from dcim.sim.child import SimulatorProcess
 from dcim.sim.world import World
 from dcim.site import Site
 from dcim.state import StateStore
@@ -124,3 +127,46 @@ async def test_https_with_the_site_ca(tmp_path: Path) -> None:
     finally:
         await h.poller.close()
         await h.agents.close()
+
+
+# --- the whole chain: `dcim simulate` and `dcim run` as processes, the control API ---------------
+
+
+def test_daemon_rack_kw_and_pue_on_a_mixed_hall_equal_the_truth(tmp_path: Path) -> None:
+    """hall-18mw mixes SNMP PDUs (r01-r72) and Redfish shelves (r73-r76): the daemon's rack kW
+    and PUE equal the simulator's truth; a failed supply reaches dcim_shelf_redundant."""
+    sim = SimulatorProcess.start("hall-18mw", tmp_path / "hall.yaml", seed=3, extra=("--frozen",))
+    (tmp_path / "dcim").mkdir()
+    daemon = DaemonProcess(tmp_path / "dcim", sim.config,
+                           polling={"interval": "3s", "timeout": "1s", "retries": 1,
+                                    "max_age": "10s"})
+    try:
+        daemon.start()
+        truth = sim.get("/truth")
+
+        def complete() -> dict[str, float] | None:
+            m = daemon.metrics()
+            racks = [m.get(f'dcim_rack_power_watts{{site="sim-hall-18mw",rack="{r}",hall="h1",'
+                           f'row="d",tenant=""}}') for r in ("r73", "r76")]
+            return m if "dcim_pue_ratio" in m and all(v is not None for v in racks) else None
+
+        m = wait_until(complete, 60, what="PUE and the shelf racks' power")
+        # the SNMP PDUs report whole watts (and amps to 0.1 A): the same 1e-4 as the tiny site
+        assert m["dcim_pue_ratio"] == pytest.approx(truth["pue"], rel=1e-4)
+        rack_series = {k: v for k, v in m.items() if k.startswith("dcim_rack_power_watts{")}
+        assert len(rack_series) == 76
+        for key, value in rack_series.items():
+            rack = key.split('rack="')[1].split('"')[0]
+            assert value == pytest.approx(truth["racks"][rack], rel=1e-4), rack
+        assert m['dcim_shelf_redundant{site="sim-hall-18mw",shelf="r76-shelf-2",rack="r76"}'] == 1
+
+        sim.post("/racks/r76/load", {"kw": 185})
+        for supply in ("PSU3", "PSU4"):
+            sim.post(f"/shelves/r76-shelf-2/supplies/{supply}/fail")
+        key = 'dcim_shelf_supplies_healthy{site="sim-hall-18mw",shelf="r76-shelf-2",rack="r76"}'
+        m = wait_until(lambda: (d := daemon.metrics()).get(key) == 4 and d, 30,
+                       what="the failed supplies in /metrics")
+        assert m['dcim_shelf_redundant{site="sim-hall-18mw",shelf="r76-shelf-2",rack="r76"}'] == 0
+    finally:
+        daemon.stop()
+        sim.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from support.profiles import shipped_registry
 
 from dcim.compute import compute
@@ -11,6 +12,9 @@ from dcim.compute.snapshot import Published
 from dcim.config import parse_config
 from dcim.health import Health
 from dcim.readings import PollResult
+from dcim.sim import presets
+from dcim.sim.control import route
+from dcim.sim.world import ActionError, World
 from dcim.sinks.influx_lines import snapshot_entities
 from dcim.sinks.mqtt_layout import EventTracker, state_messages
 from dcim.sinks.prometheus_metrics import render
@@ -91,3 +95,17 @@ def test_shelf_series_in_prometheus_influx_and_mqtt() -> None:
     events = EventTracker().events(pub, "dcim")
     assert [(e.topic, e.payload["shelf"]) for e in events] == [
         ("dcim/events/shelf_redundancy_lost", "s1")]
+
+
+def test_the_simulator_fails_a_shelf_supply_through_the_control_route() -> None:
+    world = World(presets.build("hall-18mw", 1), 1, shipped_registry(), NOW, frozen=True)
+    routed = route("POST", "/shelves/r75-shelf-2/supplies/PSU6/fail", b"")
+    assert routed is not None
+    action = routed[1]
+    assert world.apply(action) == {"device": "r75-shelf-2", "supply": "PSU6", "failed": True}
+    points = world.device_view("r75-shelf-2")["points"]
+    assert points["supply_healthy"]["PSU6"] == 0 and points["supply_power_w"]["PSU6"] == 0
+    with pytest.raises(ActionError, match="unknown supply"):
+        world.apply({"action": "supply-fail", "device": "r75-shelf-2", "supply": "PSU9"})
+    with pytest.raises(ActionError, match="not on Redfish"):
+        world.apply({"action": "fail", "device": "r01-pdu-a", "mode": "html"})
