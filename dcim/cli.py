@@ -388,13 +388,25 @@ def simulate(
         None,
     frozen: Annotated[bool, typer.Option(
         "--frozen", help="Hold the world at its start time (tests).")] = False,
+    redfish_cert: Annotated[Path | None, typer.Option(
+        help="Serve Redfish over HTTPS with this certificate (PEM).")] = None,
+    redfish_key: Annotated[Path | None, typer.Option(help="Its private key (PEM).")] = None,
+    redfish_ca: Annotated[Path | None, typer.Option(
+        help="The CA that signed it (written to the config as tls_ca_file).")] = None,
 ) -> None:
-    """Serve a simulated site over SNMP and Modbus on loopback and write its config."""
+    """Serve a simulated site over SNMP, Modbus and Redfish on loopback and write its config."""
     from dcim.sim.command import SimulateOptions, run
 
+    tls = None
+    if redfish_cert and redfish_key and redfish_ca:
+        tls = (redfish_cert, redfish_key, redfish_ca)
+    elif redfish_cert or redfish_key or redfish_ca:
+        typer.echo("dcim simulate: --redfish-cert, --redfish-key and --redfish-ca go together",
+                   err=True)
+        raise typer.Exit(2)
     raise typer.Exit(run(SimulateOptions(
         preset=preset, seed=seed, write_config=write_config, control=control, workers=workers,
-        frozen=frozen, base_port=base_port,
+        frozen=frozen, base_port=base_port, redfish_tls=tls,
     )))
 
 

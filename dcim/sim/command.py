@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -51,6 +52,21 @@ class SimulateOptions:
     frozen: bool = False
     base_port: int | None = None
     host: str = "127.0.0.1"
+    # Redfish over HTTPS: the services' certificate and key, and the CA the config trusts.
+    redfish_tls: tuple[Path, Path, Path] | None = None
+
+    def redfish_context(self) -> ssl.SSLContext | None:
+        """The server TLS context of the Redfish services (None: plain HTTP)."""
+        if self.redfish_tls is None:
+            return None
+        cert, key, _ = self.redfish_tls
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise SimulateError(f"--redfish-cert/--redfish-key: cannot load {cert}, {key}: "
+                                f"{exc}") from None
+        return context
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -128,7 +144,8 @@ def _publish(opts: SimulateOptions, site: SimSite, registry: ProfileRegistry,
     header = [f"Written by `dcim simulate --preset {opts.preset} --seed {opts.seed}`;"
               " valid while that simulator runs.",
               f"Simulator control API: {url} (GET /truth)"]
-    text = siteconfig.render(site, endpoints, registry, header)
+    ca = opts.redfish_tls[2].resolve() if opts.redfish_tls else None
+    text = siteconfig.render(site, endpoints, registry, header, redfish_ca_file=ca)
     siteconfig.check(text, registry)
     path = opts.write_config.resolve()
     siteconfig.write(path, text)
@@ -157,7 +174,7 @@ async def _serve(opts: SimulateOptions, site: SimSite, registry: ProfileRegistry
         return world.apply(action)
 
     control = await _start_control(opts, world, apply)
-    agents = Agents(world, opts.host)
+    agents = Agents(world, opts.host, opts.redfish_context())
     ticker = None
     try:
         try:
@@ -210,7 +227,7 @@ async def _worker_serve(conn: Connection, opts: SimulateOptions, site: SimSite,
                         base_port: int | None) -> None:
     world = World(site, opts.seed, registry, start, frozen=opts.frozen)
     world.advance(time.time())
-    agents = Agents(world, opts.host)
+    agents = Agents(world, opts.host, opts.redfish_context())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

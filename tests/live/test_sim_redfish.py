@@ -133,9 +133,13 @@ async def test_https_with_the_site_ca(tmp_path: Path) -> None:
 
 
 def test_daemon_rack_kw_and_pue_on_a_mixed_hall_equal_the_truth(tmp_path: Path) -> None:
-    """hall-18mw mixes SNMP PDUs (r01-r72) and Redfish shelves (r73-r76): the daemon's rack kW
-    and PUE equal the simulator's truth; a failed supply reaches dcim_shelf_redundant."""
-    sim = SimulatorProcess.start("hall-18mw", tmp_path / "hall.yaml", seed=3, extra=("--frozen",))
+    """hall-18mw mixes SNMP PDUs (r01-r72) and Redfish shelves (r73-r76, here over HTTPS with
+    the site's CA): the daemon's rack kW and PUE equal the simulator's truth; failed supplies
+    reach dcim_shelf_redundant."""
+    ca, cert, key = make_ca_and_server_cert(tmp_path)
+    sim = SimulatorProcess.start("hall-18mw", tmp_path / "hall.yaml", seed=3, extra=(
+        "--frozen", "--redfish-cert", str(cert), "--redfish-key", str(key), "--redfish-ca", str(ca)))
+    assert f"tls_ca_file: {ca}" in sim.config.read_text()
     (tmp_path / "dcim").mkdir()
     daemon = DaemonProcess(tmp_path / "dcim", sim.config,
                            polling={"interval": "3s", "timeout": "1s", "retries": 1,
