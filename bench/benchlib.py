@@ -183,12 +183,41 @@ def pdu_values(seed: int) -> dict[str, int | list[int]]:
     }
 
 
+@dataclass(frozen=True)
+class V3User:
+    """An SNMPv3 authPriv user every bench agent knows (protocol names: dcim's)."""
+
+    name: str
+    auth: str
+    priv: str
+
+    @property
+    def auth_key(self) -> str:
+        """The auth passphrase (bench only)."""
+        return f"{self.name}-auth"
+
+    @property
+    def priv_key(self) -> str:
+        """The priv passphrase (bench only)."""
+        return f"{self.name}-priv"
+
+
+# bench name -> user; net-snmp spells SHA-256 and AES-256 with a dash, dcim and gosnmp do not
+V3_USERS = {"sha-aes": V3User("bench-sha-aes", "SHA", "AES"),
+            "sha256-aes256": V3User("bench-sha256-aes256", "SHA256", "AES256")}
+_NETSNMP = {"SHA": "SHA", "SHA256": "SHA-256", "AES": "AES", "AES256": "AES-256"}
+
+
 def snmpd_conf(seed: int) -> str:
-    """An snmpd.conf serving one bench PDU through `override` lines (no agentAddress)."""
+    """An snmpd.conf serving one bench PDU through `override` lines (no agentAddress), to
+    v2c community public and to the V3_USERS."""
     v = pdu_values(seed)
     lines = ["rocommunity public 127.0.0.1",
              # the default logs every request on stdout: that is agent CPU we do not want
              "dontLogTCPWrappersConnects yes"]
+    for user in V3_USERS.values():
+        lines += [f"createUser {user.name} {_NETSNMP[user.auth]} {user.auth_key} "
+                  f"{_NETSNMP[user.priv]} {user.priv_key}", f"rouser {user.name} priv"]
     for name, (oid, typ) in SCALARS.items():
         lines.append(f"override {oid} {typ} {v[name]}")
     for column, key in ((PHASE_CURRENT, "current"), (PHASE_VOLTAGE, "voltage")):
@@ -244,8 +273,12 @@ def snmpd_agents(n: int, workdir: Path, cpu: int | None = None) -> Iterator[Agen
             conf.write_text(snmpd_conf(i))
             cmd = [*taskset(cpu), "snmpd", "-f", "-Lo", "-C", "-c", str(conf), "-m", "",
                    f"udp:127.0.0.1:{port}"]
+            # each agent its own engine state (engine ID, boots, v3 keys), not /var/lib/snmp
+            persist = workdir / f"agent{i}.persist"
+            persist.mkdir(exist_ok=True)
+            env = dict(os.environ, SNMP_PERSISTENT_DIR=str(persist))
             fleet.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.DEVNULL))
+                                                stderr=subprocess.DEVNULL, env=env))
             fleet.ports.append(port)
         for port in fleet.ports:
             _wait_snmp(port)
@@ -283,8 +316,29 @@ def snmp_counters(port: int) -> dict[str, int]:
 EXPORTER_MODULE = "bench_pdu"
 
 
+def exporter_module(auth: str) -> str:
+    """The snmp.yml module reading the bench PDU with these credentials (v2c or V3_USERS)."""
+    return EXPORTER_MODULE if auth == "v2c" else f"{EXPORTER_MODULE}_{auth.replace('-', '_')}"
+
+
+def _exporter_auth(auth: str) -> list[str]:
+    if auth == "v2c":
+        return ["  version: 2", "  auth:", "    community: public"]
+    user = V3_USERS[auth]
+    # gosnmp's AES192/AES256 are the Blumenthal key extension, as net-snmp's (AES256C: Reeder)
+    return ["  version: 3", "  auth:", f"    username: {user.name}",
+            "    security_level: authPriv", f"    password: {user.auth_key}",
+            f"    auth_protocol: {user.auth}", f"    priv_protocol: {user.priv}",
+            f"    priv_password: {user.priv_key}"]
+
+
 def exporter_config() -> str:
-    """snmp.yml (snmp_exporter 0.21 format) with one module reading the bench PDU like dcim."""
+    """snmp.yml (snmp_exporter 0.21 format): one module per credential (v2c and V3_USERS),
+    each reading the bench PDU like dcim."""
+    return "".join(_exporter_module(auth) for auth in ("v2c", *V3_USERS))
+
+
+def _exporter_module(auth: str) -> str:
     metrics = [
         ("benchPduPower", SCALARS["power"][0], None),
         ("benchPduEnergy", SCALARS["energy"][0], None),
@@ -296,7 +350,7 @@ def exporter_config() -> str:
         ("benchPhaseVoltage", PHASE_VOLTAGE, "phase"),
         ("benchOutletPower", OUTLET_POWER, "outlet"),
     ]
-    lines = [f"{EXPORTER_MODULE}:", "  version: 2", "  auth:", "    community: public",
+    lines = [f"{exporter_module(auth)}:", *_exporter_auth(auth),
              "  max_repetitions: 25", "  retries: 1", "  timeout: 2s", "  get:"]
     lines += [f"  - {oid}" for oid, _ in SCALARS.values()]
     # one walk per table, as the generator writes it for a table named in generator.yml

@@ -4,6 +4,7 @@ Started by bench/snmp_cost.py with the agents' ports; it sets up (imports, profi
 before it says "ready", so the CPU the orchestrator reads from /proc/PID/stat around each
 command is polling only: Poller.poll per device (request encode, UDP, BER decode, profile
 decode, range checks), the same path `dcim run` uses. DCIM_SNMP_ENGINE=pysnmp selects pysnmp;
+--auth sha-aes / sha256-aes256 polls over SNMPv3 authPriv (benchlib.V3_USERS);
 --patches applies bench/patches.py experiments (modelled code changes) first;
 DCIM_SNMP_ENGINE=floor-asyncio / floor-client run bench/floor.py's floors instead of Poller.
 
@@ -22,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import benchlib as bl
 import floor
 import patches
 
@@ -32,9 +34,17 @@ from dcim.site import DeviceSpec, SnmpAuth
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 
-def device_specs(ports: list[int], profile: SnmpProfile) -> list[DeviceSpec]:
-    """One DeviceSpec per agent port, v2c public, as the site config would resolve it."""
-    auth = SnmpAuth(version=2, community="public")
+def bench_auth(name: str) -> SnmpAuth:
+    """v2c public, or one of benchlib.V3_USERS at authPriv."""
+    if name == "v2c":
+        return SnmpAuth(version=2, community="public")
+    user = bl.V3_USERS[name]
+    return SnmpAuth(version=3, user=user.name, auth_protocol=user.auth, auth_key=user.auth_key,
+                    priv_protocol=user.priv, priv_key=user.priv_key)
+
+
+def device_specs(ports: list[int], profile: SnmpProfile, auth: SnmpAuth) -> list[DeviceSpec]:
+    """One DeviceSpec per agent port, as the site config would resolve it."""
     return [DeviceSpec(id=f"pdu{i}", profile=profile, host="127.0.0.1", port=port, unit=1,
                        interval=10.0, timeout=2.0, retries=1, max_age=30.0, auth=auth)
             for i, port in enumerate(ports)]
@@ -116,12 +126,13 @@ async def main() -> None:
     """Set up, say ready, then answer round commands until stdin closes."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--patches", default="", help="bench/patches.py names, comma-separated")
+    parser.add_argument("--auth", default="v2c", help="v2c or a benchlib.V3_USERS name")
     parser.add_argument("ports", type=int, nargs="+")
     args = parser.parse_args()
     patches.apply([p for p in args.patches.split(",") if p])
     profile = ProfileRegistry.load([PROFILE_DIR])["bench-pdu"]
     assert isinstance(profile, SnmpProfile)
-    devices = device_specs(args.ports, profile)
+    devices = device_specs(args.ports, profile, bench_auth(args.auth))
     poller = Poller()
     engine = os.environ.get("DCIM_SNMP_ENGINE", "fast")
     floor_poll = None

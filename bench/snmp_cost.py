@@ -73,35 +73,40 @@ def _spawn_driver(cmd: list[str], env: dict[str, str] | None = None) -> subproce
 
 
 def start_dcim(spec: str, ports: list[int], cpu: int | None) -> Poller:
-    """A dcim worker polling through Poller.poll: spec is ENGINE[+PATCH...] (fast+walk).
+    """A dcim worker polling through Poller.poll: spec is ENGINE[+PATCH...][@AUTH]
+    (fast+walk, fast@sha256-aes256; AUTH one of benchlib.V3_USERS, default v2c).
 
     ENGINE+ with no patch is a second, identical process: a noise control, since two
     processes running the same code differ by several percent (heap layout, hash seeds).
     """
-    engine, *names = spec.split("+")
+    body, _, auth = spec.partition("@")
+    engine, *names = body.split("+")
     names = [n for n in names if n]
     env = dict(os.environ, DCIM_SNMP_ENGINE=engine)
     proc = _spawn_driver([*bl.taskset(cpu), bl.PYTHON, str(bl.BENCH / "dcim_worker.py"),
-                          f"--patches={','.join(names)}", *map(str, ports)], env)
-    name = f"dcim-{engine}-control" if spec.endswith("+") and not names else f"dcim-{spec}"
+                          f"--patches={','.join(names)}", f"--auth={auth or 'v2c'}",
+                          *map(str, ports)], env)
+    name = f"dcim-{engine}-control" if body.endswith("+") and not names else f"dcim-{spec}"
     return Poller(name, proc.pid, proc, [])
 
 
 def start_exporter(ports: list[int], workdir: Path, exporter_cpu: int | None,
-                   driver_cpu: int | None) -> Poller:
-    """snmp_exporter with the bench module, and the HTTP driver that scrapes it."""
+                   driver_cpu: int | None, auth: str = "v2c") -> Poller:
+    """snmp_exporter with the bench module for `auth` (v2c or benchlib.V3_USERS), and the
+    HTTP driver that scrapes it; one exporter process per credential."""
     config = workdir / "snmp.yml"
     config.write_text(bl.exporter_config())
     port = bl.free_port()
-    log = (workdir / "snmp_exporter.log").open("wb")
+    log = (workdir / f"snmp_exporter-{auth}.log").open("wb")
     exporter = subprocess.Popen([*bl.taskset(exporter_cpu), "prometheus-snmp-exporter",
                                  f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
                                  "--log.level=warn"], stdout=log, stderr=log)
     bl.wait_tcp(port)
     driver = _spawn_driver([*bl.taskset(driver_cpu), bl.PYTHON, str(bl.BENCH / "http_driver.py"),
-                            f"--exporter-port={port}", f"--module={bl.EXPORTER_MODULE}",
+                            f"--exporter-port={port}", f"--module={bl.exporter_module(auth)}",
                             f"--expect={bl.VARBINDS_PER_POLL}", *map(str, ports)])
-    return Poller("snmp_exporter", exporter.pid, driver, [exporter])
+    name = "snmp_exporter" if auth == "v2c" else f"snmp_exporter@{auth}"
+    return Poller(name, exporter.pid, driver, [exporter])
 
 
 def wire_counts(ports: list[int]) -> tuple[int, int]:
@@ -124,7 +129,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with bl.snmpd_agents(args.agents, workdir / "agents", load_cpu) as agents:
         pollers: list[Poller] = []
         try:
-            pollers.append(start_exporter(agents.ports, workdir, poller_cpu, load_cpu))
+            for auth in args.exporter_auths:
+                pollers.append(start_exporter(agents.ports, workdir, poller_cpu, load_cpu, auth))
             for engine in args.engines:
                 pollers.append(start_dcim(engine, agents.ports, poller_cpu))
             for p in pollers:  # warm up: sockets, caches, Go runtime, first-poll checks
@@ -235,6 +241,10 @@ def summarize(records: list[dict[str, Any]], wire: dict[str, dict[str, float]],
             "ratio_vs_snmp_exporter": None,
             "paired_vs_snmp_exporter": _paired(by, name, "snmp_exporter"),
             "paired_vs_dcim_fast": _paired(by, name, "dcim-fast"),
+            # a v3 poller against snmp_exporter with the same credentials
+            "paired_vs_exporter_same_auth": (
+                _paired(by, name, f"snmp_exporter@{name.partition('@')[2]}")
+                if "@" in name and not name.startswith("snmp_exporter") else None),
             **wire.get(name, {}),
         }
     base = summary.get("snmp_exporter", {}).get("us_per_varbind")
@@ -253,14 +263,17 @@ def print_table(res: dict[str, Any]) -> None:
           f"{res['concurrency']} in flight, offered {res['rate'] or 'unlimited'} polls/s")
     print("  µs/varbind: median (min) over rounds; ratio: median of per-round ratios to "
           "snmp_exporter / to dcim-fast")
-    print(f"  {'poller':34} {'µs/varbind':>14} {'vs exporter':>11} {'vs fast':>7} {'polls/s':>7} "
-          f"{'poller':>6} {'agents':>6} {'pkts':>4} {'vb':>5}")
+    print(f"  {'poller':34} {'µs/varbind':>14} {'vs exporter':>11} {'same auth':>9} "
+          f"{'vs fast':>7} {'polls/s':>7} {'poller':>6} {'agents':>6} {'pkts':>4} {'vb':>5}")
+    nan = float("nan")
     for name, s in res["summary"].items():
         vs_exp = s["paired_vs_snmp_exporter"]
+        vs_same = s.get("paired_vs_exporter_same_auth")
         vs_fast = s["paired_vs_dcim_fast"]
         print(f"  {name:34} {s['us_per_varbind']:6.1f} ({s['us_per_varbind_min']:5.1f}) "
-              f"{vs_exp if vs_exp is not None else float('nan'):11.2f} "
-              f"{vs_fast if vs_fast is not None else float('nan'):7.2f} {s['polls_per_s']:7.0f} "
+              f"{vs_exp if vs_exp is not None else nan:11.2f} "
+              f"{vs_same if vs_same is not None else nan:9.2f} "
+              f"{vs_fast if vs_fast is not None else nan:7.2f} {s['polls_per_s']:7.0f} "
               f"{s['poller_util']:6.0%} {s['agents_util']:6.0%} "
               f"{s.get('packets_per_poll', 0):4.1f} {s.get('varbinds_per_poll', 0):5.1f}")
     print("  poller/agents: CPU as a share of one core during the round (agents: all of them, "
@@ -280,11 +293,15 @@ def main() -> None:
     parser.add_argument("--engines", default="fast,pysnmp",
                         help="dcim workers to measure: DCIM_SNMP_ENGINE value, optionally +patch "
                              "names from bench/patches.py (fast+noraw+walk)")
+    parser.add_argument("--exporter-auths", default="v2c",
+                        help="snmp_exporter modules to measure: v2c and/or benchlib.V3_USERS "
+                             "names (sha-aes, sha256-aes256), one exporter process each")
     parser.add_argument("--profile", default="",
                         help="dcim workers (as in --engines) to sample with py-spy for one extra round")
     parser.add_argument("--native", action="store_true", help="with --profile: native frames too")
     args = parser.parse_args()
     args.engines = [e for e in args.engines.split(",") if e]
+    args.exporter_auths = [a for a in args.exporter_auths.split(",") if a]
     args.profile = [e for e in args.profile.split(",") if e]
     res = measure(args)
     print_table(res)

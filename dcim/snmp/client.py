@@ -43,7 +43,6 @@ from dcim.snmp.codec import (
     decode_message,
     decode_v3_message,
     error_status_name,
-    message_version,
     parse_oid,
 )
 from dcim.snmp.errors import SnmpError, SnmpTimeout
@@ -52,11 +51,10 @@ from dcim.snmp.security import (
     UsmDrop,
     UsmError,
     UsmErrorKind,
+    UsmSession,
     UsmUser,
     discovery_request,
     report_kind,
-    unwrap,
-    wrap_request,
 )
 
 log = logging.getLogger(__name__)
@@ -149,14 +147,6 @@ def udp_socket(family: int, host: str, port: int, rcvbuf: int) -> socket.socket:
 V3Answer: TypeAlias = tuple[V3Message, ScopedPdu]
 
 
-@dataclass(frozen=True, slots=True)
-class _V3Expect:
-    """Who a v3 request was sent as and to which engine (both None: discovery)."""
-
-    user: UsmUser | None
-    clock: EngineClock | None
-
-
 class _Pending:
     __slots__ = (
         "dropped",
@@ -182,7 +172,7 @@ class _Pending:
         version: int,
         timeout: float,
         retries: int,
-        v3: _V3Expect | None = None,
+        v3: UsmSession | None = None,
     ) -> None:
         self.fut = fut
         self.v3 = v3
@@ -269,7 +259,7 @@ class SnmpClient:
         self._salt = random.getrandbits(64)  # AES IV salt: a counter from a random start
         self._engines: dict[tuple[Any, ...], EngineClock] = {}
         self._discovering: dict[tuple[Any, ...], asyncio.Future[EngineClock]] = {}
-        self._answered: set[tuple[tuple[Any, ...], UsmUser]] = set()  # (agent, user) seen OK
+        self._sessions: dict[tuple[tuple[Any, ...], UsmUser], UsmSession] = {}
         self._closed = False
         self.stats = ClientStats()
 
@@ -401,7 +391,7 @@ class SnmpClient:
         version: int,
         timeout: float,
         retries: int,
-        v3: _V3Expect | None = None,
+        v3: UsmSession | None = None,
     ) -> Any:
         """Send payload(request_id) and await what _on_datagram matches to it."""
         family, sockaddr = await self._resolve(host, port)
@@ -458,28 +448,31 @@ class SnmpClient:
         key = (host, port)
         for attempt in range(3):
             clock = self._engines.get(key) or await self._discover(key, timeout, retries)
-            expect = _V3Expect(user, clock)
+            session = self._sessions.get((key, user))
+            if session is None or session.clock is not clock:
+                if len(self._sessions) >= 65536:
+                    self._sessions.clear()
+                session = self._sessions[key, user] = UsmSession(user, clock)
 
-            def payload(rid: int, clock: EngineClock = clock) -> bytes:
+            def payload(rid: int, session: UsmSession = session) -> bytes:
                 self._salt += 1
-                now = time.monotonic()
-                return wrap_request(user, clock, rid, template.encode_pdu(rid), self._salt, now)
+                return session.wrap(rid, template.encode_pdu(rid), self._salt, time.monotonic())
 
             try:
                 answer: V3Answer = await self._send(
-                    host, port, payload, V3, timeout, retries, expect
+                    host, port, payload, V3, timeout, retries, session
                 )
             except SnmpTimeout as exc:
-                if not exc.refused:
+                if not exc.refused and not session.answered:
                     await self._explain_v3_timeout(key, user, timeout, retries)
                 raise
-            self._answered.add((key, user))
             msg, scoped = answer
             pdu = scoped.pdu
             if pdu.type is PduType.RESPONSE:
+                session.answered = True
                 return scoped
             kind, counter = report_kind(pdu)
-            authenticated = MsgFlags.AUTH in msg.flags
+            authenticated = bool(msg.flags & MsgFlags.AUTH.value)
             if kind is UsmErrorKind.NOT_IN_TIME_WINDOW and authenticated and attempt < 2:
                 self.stats.usm_resyncs += 1  # unwrap() has set the clock from the report
                 continue
@@ -496,7 +489,7 @@ class SnmpClient:
         """A user the agent never answered timed out: if the agent still answers discovery,
         it is alive and drops this user's requests, which net-snmp does with what it cannot
         decrypt (it sends no decryptionError report): say so rather than 'timeout'."""
-        if user.priv is None or (key, user) in self._answered:
+        if user.priv is None:
             return
         self._engines.pop(key, None)
         try:
@@ -521,7 +514,7 @@ class SnmpClient:
         try:
             self.stats.usm_discoveries += 1
             answer: V3Answer = await self._send(
-                key[0], key[1], discovery_request, V3, timeout, retries, _V3Expect(None, None)
+                key[0], key[1], discovery_request, V3, timeout, retries, UsmSession(None, None)
             )
             msg, scoped = answer
             usm = msg.usm
@@ -562,10 +555,15 @@ class SnmpClient:
         pending.fut.set_exception(SnmpTimeout(text, len(pending.dropped)))
 
     def _on_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        # msgVersion right after the outer SEQUENCE's length: INTEGER 3 is SNMPv3
+        at = 2 if len(data) > 1 and data[1] < 0x80 else 2 + (data[1] & 0x7F if data else 0)
+        if data[at : at + 3] == b"\x02\x01\x03":
+            self._on_v3_datagram(data, addr)
+            return
         try:
             msg = decode_message(data)
         except SnmpDecodeError:
-            self._on_v3_datagram(data, addr)
+            self.stats.malformed += 1
             return
         pdu = msg.pdu
         pending = self._pending.get(pdu.request_id)
@@ -583,8 +581,6 @@ class SnmpClient:
 
     def _on_v3_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
-            if message_version(data) != V3:
-                raise SnmpDecodeError("not SNMPv3")
             msg = decode_v3_message(data)
         except SnmpDecodeError:
             self.stats.malformed += 1
@@ -599,9 +595,8 @@ class SnmpClient:
         ):
             self.stats.unmatched += 1
             return
-        expect = pending.v3
         try:
-            scoped = unwrap(msg, data, expect.user, expect.clock, time.monotonic())
+            scoped = pending.v3.unwrap(msg, data, time.monotonic())
         except UsmDrop as exc:
             log.debug("SNMPv3 answer from %s:%s dropped: %s", addr[0], addr[1], exc)
             self.stats.usm_dropped += 1

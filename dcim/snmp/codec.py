@@ -19,7 +19,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 OID: TypeAlias = tuple[int, ...]
 
@@ -666,8 +666,7 @@ class MsgFlags(enum.IntFlag):
     REPORTABLE = 0x04
 
 
-@dataclass(frozen=True, slots=True)
-class UsmParameters:
+class UsmParameters(NamedTuple):
     """UsmSecurityParameters (RFC 3414 section 2.4)."""
 
     engine_id: bytes
@@ -678,8 +677,7 @@ class UsmParameters:
     priv_params: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ScopedPdu:
+class ScopedPdu(NamedTuple):
     """A scopedPDU: the context it addresses and the PDU."""
 
     context_engine_id: bytes
@@ -687,15 +685,16 @@ class ScopedPdu:
     pdu: Pdu
 
 
-@dataclass(frozen=True, slots=True)
-class V3Message:
+# The v3 structures are NamedTuples: a frozen dataclass costs microseconds to build, and every
+# message builds several.
+class V3Message(NamedTuple):
     """An SNMPv3 message with its msgData still as sent: a plaintext scopedPDU's encoding, or
     the ciphertext when MsgFlags.PRIV is set. `auth_offset` locates msgAuthenticationParameters
     in the encoded message, so a digest check can zero it in place."""
 
     msg_id: int
     max_size: int
-    flags: MsgFlags
+    flags: int  # MsgFlags bits, a plain int (IntFlag operations are slow on the hot path)
     security_model: int
     usm: UsmParameters
     auth_offset: int
@@ -707,51 +706,58 @@ def encode_scoped_pdu(context_engine_id: bytes, context_name: bytes, pdu_tlv: by
     return _tlv(b"\x30", _tlv(b"\x04", context_engine_id) + _tlv(b"\x04", context_name) + pdu_tlv)
 
 
+_SMALL_UINT: Final = [b"\x02\x01" + bytes((n,)) for n in range(0x80)]
+
+
 def _enc_uint31(n: int) -> bytes:
-    return _enc_integer(b"\x02", 0, 0x7FFFFFFF, n)
+    """INTEGER TLV of 0..2**31-1 (msgID, engineBoots, engineTime: every request encodes them)."""
+    if n < 0x80:
+        if n < 0:
+            raise ValueError(f"{n} out of range 0..2**31-1")
+        return _SMALL_UINT[n]
+    if n > 0x7FFFFFFF:
+        raise ValueError(f"{n} out of range 0..2**31-1")
+    body = n.to_bytes(n.bit_length() // 8 + 1, "big")
+    return b"\x02" + _SHORT_LEN[len(body)] + body
 
 
 def encode_v3_message(
-    msg_id: int, max_size: int, flags: MsgFlags, usm: UsmParameters, data: bytes
+    msg_id: int, max_size: int, flags: int, usm: UsmParameters, data: bytes
 ) -> tuple[bytes, int]:
     """Encode an SNMPv3/USM message; returns it and the offset of msgAuthenticationParameters.
 
-    `data` is the scopedPDU's encoding, or its ciphertext when flags has PRIV (then wrapped in
-    an OCTET STRING here).
+    `flags` holds MsgFlags bits; `data` is the scopedPDU's encoding, or its ciphertext when
+    flags has PRIV (then wrapped in an OCTET STRING here).
     """
-    if MsgFlags.PRIV in flags and MsgFlags.AUTH not in flags:
+    if flags & 0x02 and not flags & 0x01:
         raise ValueError("privacy without authentication is not a security level")
-    if len(usm.user_name) > 32:
+    user, engine_id, auth = usm.user_name, usm.engine_id, usm.auth_params
+    if len(user) > 32:
         raise ValueError("a USM user name has at most 32 octets")
-    header = _tlv(
-        b"\x30",
-        _enc_uint31(msg_id)
-        + _enc_integer(b"\x02", 484, 0x7FFFFFFF, max_size)
-        + b"\x04\x01"
-        + bytes((int(flags),))
-        + _enc_uint31(USM_SECURITY_MODEL),
-    )
-    before_auth = (
-        _tlv(b"\x04", usm.engine_id)
-        + _enc_uint31(usm.engine_boots)
-        + _enc_uint31(usm.engine_time)
-        + _tlv(b"\x04", usm.user_name)
-        + b"\x04"
-        + _length(len(usm.auth_params))
-    )
-    after_auth = _tlv(b"\x04", usm.priv_params)
-    sec_body_len = len(before_auth) + len(usm.auth_params) + len(after_auth)
+    if max_size < 484:
+        raise ValueError("msgMaxSize below 484")
+    global_data = _enc_uint31(msg_id) + _enc_uint31(max_size) + b"\x04\x01" + _FLAG_OCTET[flags & 7]
+    header = b"\x30" + _length(len(global_data) + 3) + global_data + b"\x02\x01\x03"
+    before_auth = b"".join((
+        b"\x04", _length(len(engine_id)), engine_id,
+        _enc_uint31(usm.engine_boots), _enc_uint31(usm.engine_time),
+        b"\x04", _length(len(user)), user,
+        b"\x04", _length(len(auth)),
+    ))  # fmt: skip
+    after_auth = b"\x04" + _length(len(usm.priv_params)) + usm.priv_params
+    sec_body_len = len(before_auth) + len(auth) + len(after_auth)
     sec_seq_head = b"\x30" + _length(sec_body_len)
     sec_len = len(sec_seq_head) + sec_body_len
-    sec_head = b"\x04" + _length(sec_len) + sec_seq_head
-    msg_data = _tlv(b"\x04", data) if MsgFlags.PRIV in flags else data
-    prefix = b"\x02\x01\x03" + header + sec_head + before_auth
-    body_len = len(prefix) + len(usm.auth_params) + len(after_auth) + len(msg_data)
-    outer = b"\x30" + _length(body_len)
-    return (
-        b"".join((outer, prefix, usm.auth_params, after_auth, msg_data)),
-        len(outer) + len(prefix),
+    prefix = b"".join(
+        (b"\x02\x01\x03", header, b"\x04", _length(sec_len), sec_seq_head, before_auth)
     )
+    if flags & 0x02:
+        data = b"\x04" + _length(len(data)) + data
+    outer = b"\x30" + _length(len(prefix) + len(auth) + len(after_auth) + len(data))
+    return b"".join((outer, prefix, auth, after_auth, data)), len(outer) + len(prefix)
+
+
+_FLAG_OCTET: Final = [bytes((n,)) for n in range(8)]
 
 
 def message_version(data: bytes) -> int:
@@ -796,8 +802,8 @@ def _decode_v3(data: bytes) -> V3Message:
     fstart, j = _octets(data, j, hend)
     if j - fstart != 1:
         raise SnmpDecodeError("msgFlags must be one octet")
-    flags = MsgFlags(data[fstart] & 0x07)
-    if MsgFlags.PRIV in flags and MsgFlags.AUTH not in flags:
+    flags = data[fstart] & 0x07
+    if flags & 0x02 and not flags & 0x01:
         raise SnmpDecodeError("msgFlags asks for privacy without authentication")
     model, j = _uint31(data, j, hend, "msgSecurityModel")
     if j != hend or max_size < 484:
@@ -819,7 +825,7 @@ def _decode_v3(data: bytes) -> V3Message:
     priv = data[ps:j]
     if j != uend or len(engine_id) > 32 or len(user) > 32:
         raise SnmpDecodeError("malformed UsmSecurityParameters")
-    if MsgFlags.PRIV in flags:
+    if flags & 0x02:
         ds, de = _octets(data, i, end)
     else:
         ds = i

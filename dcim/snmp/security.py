@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Final
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
 
 try:  # cryptography >= 43 files CFB under "decrepit"; the primitives alias warns, then goes
     from cryptography.hazmat.decrepit.ciphers.modes import CFB
@@ -52,6 +53,9 @@ from dcim.snmp.codec import (
 )
 from dcim.snmp.errors import SnmpError
 
+_AUTH: Final = int(MsgFlags.AUTH)
+_PRIV: Final = int(MsgFlags.PRIV)
+_REPORTABLE: Final = int(MsgFlags.REPORTABLE)
 TIME_WINDOW: Final = 150  # seconds, RFC 3414 section 2.2.3
 MAX_BOOTS: Final = 0x7FFFFFFF
 MAX_MESSAGE_SIZE: Final = 65507  # msgMaxSize we announce: the largest UDP payload over IPv4
@@ -170,6 +174,13 @@ class UsmUser:
     auth_passphrase: bytes = field(default=b"", repr=False)
     priv: PrivProtocol | None = None
     priv_passphrase: bytes = field(default=b"", repr=False)
+    # msgFlags security bits as a plain int (derived; IntFlag arithmetic is slow per message)
+    level_bits: int = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        # computed once: the client looks its sessions up by user for every request
+        return self._hash
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.name) <= 32:
@@ -181,13 +192,15 @@ class UsmUser:
             raise ValueError("the auth passphrase needs at least 8 characters")
         if self.priv is not None and len(self.priv_passphrase) < 8:
             raise ValueError("the priv passphrase needs at least 8 characters")
+        bits = 0 if self.auth is None else _AUTH | _PRIV if self.priv is not None else _AUTH
+        object.__setattr__(self, "level_bits", bits)
+        object.__setattr__(self, "_hash", hash((self.name, self.auth, self.auth_passphrase,
+                                                self.priv, self.priv_passphrase)))
 
     @property
     def flags(self) -> MsgFlags:
         """The msgFlags security bits of this user's requests."""
-        if self.auth is None:
-            return MsgFlags(0)
-        return MsgFlags.AUTH | MsgFlags.PRIV if self.priv is not None else MsgFlags.AUTH
+        return MsgFlags(self.level_bits)
 
 
 @lru_cache(maxsize=256)
@@ -217,6 +230,7 @@ class LocalizedKeys:
 
     auth_key: bytes = field(repr=False)
     priv_key: bytes = field(repr=False)
+    aes: AES | None = field(default=None, repr=False)  # the cipher's key object, made once
 
 
 @lru_cache(maxsize=4096)
@@ -230,27 +244,23 @@ def localized_keys(user: UsmUser, engine_id: bytes) -> LocalizedKeys:
         # the privacy key is localized with the authentication protocol's hash (RFC 3826 3.1.2.1)
         kul = localize_key(password_to_key(user.priv_passphrase, user.auth), engine_id, user.auth)
         priv_key = extend_key_blumenthal(kul, user.priv.value, user.auth)
+        return LocalizedKeys(auth_key, priv_key, AES(priv_key))
     return LocalizedKeys(auth_key, priv_key)
 
 
-def digest(auth: AuthProtocol, key: bytes, message: bytes) -> bytes:
-    """The truncated HMAC over a whole message whose auth parameters are zeroed."""
-    return hmac.digest(key, message, auth.hash_name)[: auth.mac_len]
-
-
-def _aes(key: bytes, boots: int, etime: int, salt: bytes) -> Cipher[CFB]:
+def _aes(key: bytes | AES, boots: int, etime: int, salt: bytes) -> Cipher[CFB]:
     # RFC 3826 3.1.2.1: IV = engineBoots (4 octets) || engineTime (4 octets) || salt (8 octets)
     iv = boots.to_bytes(4, "big") + etime.to_bytes(4, "big") + salt
-    return Cipher(algorithms.AES(key), CFB(iv))
+    return Cipher(key if isinstance(key, AES) else algorithms.AES(key), CFB(iv))
 
 
-def encrypt(key: bytes, boots: int, etime: int, salt: bytes, plaintext: bytes) -> bytes:
+def encrypt(key: bytes | AES, boots: int, etime: int, salt: bytes, plaintext: bytes) -> bytes:
     """AES-CFB128 encryption of a scopedPDU (no padding: CFB is a stream mode)."""
     enc = _aes(key, boots, etime, salt).encryptor()
     return enc.update(plaintext) + enc.finalize()
 
 
-def decrypt(key: bytes, boots: int, etime: int, salt: bytes, ciphertext: bytes) -> bytes:
+def decrypt(key: bytes | AES, boots: int, etime: int, salt: bytes, ciphertext: bytes) -> bytes:
     """AES-CFB128 decryption."""
     dec = _aes(key, boots, etime, salt).decryptor()
     return dec.update(ciphertext) + dec.finalize()
@@ -273,7 +283,7 @@ class EngineClock:
 
     def estimate(self, now: float) -> tuple[int, int]:
         """(engineBoots, engineTime) the agent should have now."""
-        return self.boots, min(self.latest_time + int(now - self.learned_at), MAX_BOOTS)
+        return self.boots, max(0, min(self.latest_time + int(now - self.learned_at), MAX_BOOTS))
 
     def set(self, boots: int, etime: int, now: float) -> None:
         """Take the agent's values as they are (from an authenticated notInTimeWindow report)."""
@@ -298,76 +308,109 @@ def discovery_request(msg_id: int) -> bytes:
     engineBoots and engineTime."""
     scoped = encode_scoped_pdu(b"", b"", encode_pdu(Pdu(PduType.GET_REQUEST, msg_id)))
     usm = UsmParameters(b"", 0, 0, b"", b"", b"")
-    return encode_v3_message(msg_id, MAX_MESSAGE_SIZE, MsgFlags.REPORTABLE, usm, scoped)[0]
+    return encode_v3_message(msg_id, MAX_MESSAGE_SIZE, _REPORTABLE, usm, scoped)[0]
+
+
+class UsmSession:
+    """One user talking to one agent: its clock, and everything per message that does not
+    change (keys localized to the agent's engine ID, hash name, MAC length, flags), computed
+    once. `clock` None is discovery (no user either)."""
+
+    __slots__ = ("aes", "answered", "auth_key", "clock", "flags", "hash_name", "mac_len", "priv",
+                 "user", "zeros")
+
+    def __init__(self, user: UsmUser | None, clock: EngineClock | None) -> None:
+        self.answered = False  # a Response came back (set by the client)
+        self.user = user
+        self.clock = clock
+        self.flags = user.level_bits if user is not None else 0
+        self.priv = bool(self.flags & _PRIV)
+        self.hash_name = ""
+        self.mac_len = 0
+        self.auth_key = b""
+        self.aes: AES | None = None
+        if user is not None and user.auth is not None and clock is not None:
+            keys = localized_keys(user, clock.engine_id)
+            self.hash_name, self.mac_len = user.auth.value
+            self.auth_key, self.aes = keys.auth_key, keys.aes
+        self.zeros = bytes(self.mac_len)
+
+    def wrap(self, msg_id: int, pdu_tlv: bytes, salt: int, now: float) -> bytes:
+        """A reportable request carrying this PDU, authenticated and encrypted as the user's
+        level asks. `salt` must differ for every message (a counter)."""
+        user, clock = self.user, self.clock
+        if user is None or clock is None:
+            raise ValueError("a discovery session sends discovery_request()")
+        boots, etime = clock.estimate(now)
+        engine_id = clock.engine_id
+        scoped = encode_scoped_pdu(engine_id, b"", pdu_tlv)
+        flags = self.flags | _REPORTABLE
+        if not self.mac_len:
+            usm = UsmParameters(engine_id, boots, etime, user.name, b"", b"")
+            return encode_v3_message(msg_id, MAX_MESSAGE_SIZE, flags, usm, scoped)[0]
+        priv = b""
+        if self.aes is not None:
+            priv = (salt & _SALT_MASK).to_bytes(8, "big")
+            scoped = encrypt(self.aes, boots, etime, priv, scoped)
+        usm = UsmParameters(engine_id, boots, etime, user.name, self.zeros, priv)
+        message, at = encode_v3_message(msg_id, MAX_MESSAGE_SIZE, flags, usm, scoped)
+        mac = hmac.digest(self.auth_key, message, self.hash_name)[: self.mac_len]
+        return message[:at] + mac + message[at + self.mac_len :]
+
+    def unwrap(self, msg: V3Message, raw: bytes, now: float) -> ScopedPdu:
+        """Check and open an answer to this session's request, advancing the clock.
+
+        Raises UsmDrop for what must be ignored: a Response below the request's security
+        level, a wrong digest, a replay outside the time window, ciphertext that does not
+        decrypt to a scopedPDU. Unauthenticated Reports are returned (they are how an agent
+        says unknown user, wrong digest and so on)."""
+        usm = msg.usm
+        if msg.security_model != 3:
+            raise UsmDrop(None, f"security model {msg.security_model} is not USM")
+        if not msg.flags & _AUTH:
+            scoped = _scoped(msg.data)
+            if scoped.pdu.type is not PduType.REPORT and self.flags:
+                raise UsmDrop(None, "unauthenticated response to an authenticated request")
+            return scoped
+        user, clock, mac_len = self.user, self.clock, self.mac_len
+        if user is None or clock is None or not mac_len:
+            raise UsmDrop(None, "authenticated message to an unauthenticated request")
+        if usm.engine_id != clock.engine_id or usm.user_name != user.name:
+            raise UsmDrop(None, "engine ID or user name differ from the request's")
+        if len(usm.auth_params) != mac_len:
+            raise UsmDrop(UsmErrorKind.WRONG_DIGEST, "msgAuthenticationParameters of the wrong size")
+        at = msg.auth_offset
+        mac = hmac.digest(self.auth_key, raw[:at] + self.zeros + raw[at + mac_len :],
+                          self.hash_name)
+        if not hmac.compare_digest(mac[:mac_len], usm.auth_params):
+            raise UsmDrop(UsmErrorKind.WRONG_DIGEST, "digest does not match")
+        data = msg.data
+        if msg.flags & _PRIV:
+            if self.aes is None:
+                raise UsmDrop(None, "encrypted answer to an unencrypted request")
+            if len(usm.priv_params) != 8:
+                raise UsmDrop(UsmErrorKind.DECRYPTION_ERROR, "msgPrivacyParameters is not 8 octets")
+            data = decrypt(self.aes, usm.engine_boots, usm.engine_time, usm.priv_params, data)
+        elif self.priv:
+            scoped = _scoped(data, UsmErrorKind.DECRYPTION_ERROR)
+            if scoped.pdu.type is not PduType.REPORT:
+                raise UsmDrop(None, "unencrypted response to an encrypted request")
+            return _timely(scoped, usm, clock, now)
+        return _timely(_scoped(data, UsmErrorKind.DECRYPTION_ERROR), usm, clock, now)
 
 
 def wrap_request(
     user: UsmUser, clock: EngineClock, msg_id: int, pdu_tlv: bytes, salt: int, now: float
 ) -> bytes:
-    """A reportable request for `user` to the agent `clock` tracks, authenticated and
-    encrypted as the user's level asks. `salt` must differ for every message (a counter)."""
-    boots, etime = clock.estimate(now)
-    engine_id = clock.engine_id
-    scoped = encode_scoped_pdu(engine_id, b"", pdu_tlv)
-    flags = user.flags | MsgFlags.REPORTABLE
-    if user.auth is None:
-        usm = UsmParameters(engine_id, boots, etime, user.name, b"", b"")
-        return encode_v3_message(msg_id, MAX_MESSAGE_SIZE, flags, usm, scoped)[0]
-    keys = localized_keys(user, engine_id)
-    priv = b""
-    if user.priv is not None:
-        priv = (salt & _SALT_MASK).to_bytes(8, "big")
-        scoped = encrypt(keys.priv_key, boots, etime, priv, scoped)
-    zeros = bytes(user.auth.mac_len)
-    usm = UsmParameters(engine_id, boots, etime, user.name, zeros, priv)
-    message, offset = encode_v3_message(msg_id, MAX_MESSAGE_SIZE, flags, usm, scoped)
-    mac = digest(user.auth, keys.auth_key, message)
-    return message[:offset] + mac + message[offset + len(mac) :]
+    """UsmSession(user, clock).wrap(...): one request without keeping a session."""
+    return UsmSession(user, clock).wrap(msg_id, pdu_tlv, salt, now)
 
 
 def unwrap(
     msg: V3Message, raw: bytes, user: UsmUser | None, clock: EngineClock | None, now: float
 ) -> ScopedPdu:
-    """Check and open an answer to a request of `user` (None: discovery) to the agent `clock`
-    tracks (None: not discovered yet), advancing the clock. Raises UsmDrop for what must be
-    ignored: a Response below the request's security level, a wrong digest, a replay outside
-    the time window, ciphertext that does not decrypt to a scopedPDU. Unauthenticated Reports
-    are returned (they are how an agent says unknown user, wrong digest and so on)."""
-    usm = msg.usm
-    if msg.security_model != 3:
-        raise UsmDrop(None, f"security model {msg.security_model} is not USM")
-    authenticated = MsgFlags.AUTH in msg.flags
-    if not authenticated:
-        scoped = _scoped(msg.data)
-        wanted = user.flags if user is not None else MsgFlags(0)
-        if scoped.pdu.type is not PduType.REPORT and wanted:
-            raise UsmDrop(None, "unauthenticated response to an authenticated request")
-        return scoped
-    if user is None or user.auth is None or clock is None:
-        raise UsmDrop(None, "authenticated message to an unauthenticated request")
-    if usm.engine_id != clock.engine_id or usm.user_name != user.name:
-        raise UsmDrop(None, "engine ID or user name differ from the request's")
-    keys = localized_keys(user, usm.engine_id)
-    mac_len = user.auth.mac_len
-    if len(usm.auth_params) != mac_len:
-        raise UsmDrop(UsmErrorKind.WRONG_DIGEST, "msgAuthenticationParameters of the wrong size")
-    at = msg.auth_offset
-    zeroed = raw[:at] + bytes(mac_len) + raw[at + mac_len :]
-    if not hmac.compare_digest(digest(user.auth, keys.auth_key, zeroed), usm.auth_params):
-        raise UsmDrop(UsmErrorKind.WRONG_DIGEST, "digest does not match")
-    data = msg.data
-    if MsgFlags.PRIV in msg.flags:
-        if user.priv is None:
-            raise UsmDrop(None, "encrypted answer to an unencrypted request")
-        if len(usm.priv_params) != 8:
-            raise UsmDrop(UsmErrorKind.DECRYPTION_ERROR, "msgPrivacyParameters is not 8 octets")
-        data = decrypt(keys.priv_key, usm.engine_boots, usm.engine_time, usm.priv_params, data)
-    elif user.priv is not None:
-        scoped = _scoped(data, UsmErrorKind.DECRYPTION_ERROR)
-        if scoped.pdu.type is not PduType.REPORT:
-            raise UsmDrop(None, "unencrypted response to an encrypted request")
-        return _timely(scoped, usm, clock, now)
-    return _timely(_scoped(data, UsmErrorKind.DECRYPTION_ERROR), usm, clock, now)
+    """UsmSession(user, clock).unwrap(...): one answer without keeping a session."""
+    return UsmSession(user, clock).unwrap(msg, raw, now)
 
 
 def _scoped(data: bytes, kind: UsmErrorKind | None = None) -> ScopedPdu:

@@ -133,7 +133,7 @@ def test_every_security_combination_both_engines(user: SnmpV3User, matrix_agent:
         assert result.values["power_w"] == 1001
         rows = result.values["outlet_power_w"]
         assert isinstance(rows, dict) and len(rows) == 30 and rows["30.0"] == 1030
-        assert result.errors["frequency_hz"] == "noSuchObject"
+        assert result.errors["frequency_hz"].message == "noSuchObject"
     assert results["fast"].raw == results["pysnmp"].raw
 
 
