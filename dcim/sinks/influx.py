@@ -243,6 +243,13 @@ class InfluxSink:
             if self._outbox is None:
                 self._outbox = MemorySpool(self.max_bytes)
             return
+        if spool.set_aside is not None:
+            aside = spool.set_aside
+            held = "an unknown number of" if aside.points is None else str(aside.points)
+            log.error("influxdb spool %s cannot be used (%s): kept as %s with %s points (recover "
+                      "them with `sqlite3 %s .recover`); a new spool is started", self.spool_path,
+                      aside.reason, aside.path, held, aside.path)
+            self._count_drop("spool_damaged", aside.points or 0)
         if isinstance(self._outbox, MemorySpool):
             # Move what piled up in memory to disk, oldest first.
             rows = self._outbox.drain()
@@ -476,10 +483,11 @@ class InfluxSink:
         yield counter("dcim_influx_points_sent", "Points InfluxDB accepted",
                       {(): float(self.sent)}, [])
         drops: dict[tuple[str, ...], float] = {(r,): float(n) for r, n in sorted(self.dropped.items())}
-        for reason in ("spool_full", "rejected", "too_large"):
+        for reason in ("spool_full", "rejected", "too_large", "spool_damaged"):
             drops.setdefault((reason,), 0.0)
         yield counter("dcim_influx_points_dropped",
-                      "Points given up, by reason (spool_full, rejected = 400/422, too_large = 413)",
+                      "Points given up, by reason (spool_full, rejected = 400/422, too_large = 413, "
+                      "spool_damaged = in a spool file set aside as unreadable)",
                       drops, ["reason"])
         yield gauge("dcim_influx_write_timeout_seconds",
                     "How long the next write may take (grows after timeouts, see docs/influxdb.md)",

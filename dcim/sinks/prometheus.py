@@ -12,9 +12,11 @@ basic_auth_users with bcrypt hashes).
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import html
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -104,8 +106,18 @@ class ScrapeStats:
     gzip_seconds: float = 0.0
 
 
+# A client must have sent its whole request (and finished the TLS handshake) this long after
+# connecting, and may then stall a read or write of the answer at most IO_TIMEOUT_S: a
+# slowloris client (a byte every few seconds, or nothing) would otherwise hold a thread forever.
+HEADER_TIMEOUT_S = 10.0
+IO_TIMEOUT_S = 30.0
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 makes a burst of connections (many scrapers, or
+    # idle clients) wait for SYN retransmits, a second or more each.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A scraper hanging up or speaking plain HTTP to TLS is not worth a traceback.
@@ -120,7 +132,8 @@ LANDING = """<!doctype html><html><head><title>dcim</title></head><body>
 class PrometheusSink:
     """Serves /metrics from the latest Published snapshot."""
 
-    def __init__(self, listen: str, health: Health, web_config: Path | None = None):
+    def __init__(self, listen: str, health: Health, web_config: Path | None = None,
+                 header_timeout: float = HEADER_TIMEOUT_S):
         self.host, _, port = listen.rpartition(":")
         self.host = self.host.strip("[]") or "0.0.0.0"
         try:
@@ -134,6 +147,7 @@ class PrometheusSink:
         # Set by the daemon: False when the poll loop is wedged (the container health check).
         self.healthy: Callable[[], bool] = lambda: True
         self.web = WebConfig(web_config)
+        self.header_timeout = header_timeout
         self.stats = ScrapeStats()
         self._rendered: _Rendered | None = None
         self._render_lock = threading.Lock()
@@ -178,6 +192,28 @@ class PrometheusSink:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = IO_TIMEOUT_S  # each read and write of the connection
+
+            def setup(self) -> None:
+                super().setup()
+                # Whole-request deadline: the socket timeout alone restarts with every byte.
+                self._deadline = threading.Timer(exporter.header_timeout, self._give_up)
+                self._deadline.daemon = True
+                self._deadline.start()
+
+            def _give_up(self) -> None:
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def parse_request(self) -> bool:
+                ok = super().parse_request()  # the request line and headers are in
+                self._deadline.cancel()
+                return ok
+
+            def finish(self) -> None:
+                self._deadline.cancel()
+                super().finish()
+
             def do_GET(self) -> None:
                 if not exporter.web.allowed(self.headers.get("Authorization")):
                     self.send_response(401)

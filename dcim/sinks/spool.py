@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,67 @@ CREATE TABLE IF NOT EXISTS points (
 
 
 class SpoolError(Exception):
-    """The spool cannot be read or written (read-only directory, full disk, corrupt file)."""
+    """The spool cannot be read or written (read-only directory, full disk)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """A spool file that could not be used, renamed (never deleted) so its points can be
+    recovered by hand (`sqlite3 FILE .recover`)."""
+
+    path: Path
+    reason: str
+    points: int | None  # how many points it held, when that could still be read
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB (primary result codes): the file itself is damaged.
+_CORRUPT_CODES = (11, 26)
+
+
+def _damage(path: Path) -> str | None:
+    """Why an existing spool file cannot be opened as is, or None (fine, or absent)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None  # absent (a new spool) or unreadable: the normal open reports that
+    if size == 0:
+        # SQLite would take it as a new empty database and delete the write-ahead log next to
+        # it, with whatever backlog that log still held.
+        return "the file is empty (0 bytes)"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _CORRUPT_CODES:
+            return str(exc)
+        return None  # permissions, locks: not damage; the normal open reports them
+    if problems != ["ok"]:
+        return "; ".join(problems[:3])
+    return None
+
+
+def _points_in(path: Path) -> int | None:
+    if path.stat().st_size == 0:
+        return None  # any backlog is in the -wal file; opening it would delete that
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM points").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+def set_aside(path: Path, reason: str) -> SetAside:
+    """Rename a damaged spool (and its -wal / -shm files) to PATH.bad-TIMESTAMP."""
+    points = _points_in(path)
+    aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                source.rename(aside.with_name(aside.name + suffix))
+    except OSError as exc:
+        raise SpoolError(f"{path}: {reason}, and it cannot be moved aside: {exc}") from None
+    return SetAside(aside, reason, points)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +148,9 @@ class SqliteSpool:
     def __init__(self, path: Path, max_bytes: int):
         self.path = path
         self.max_bytes = max_bytes
+        # A damaged file is renamed, never deleted, and a new spool started (the sink says so).
+        damage = _damage(path)
+        self.set_aside = set_aside(path, damage) if damage else None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -4,13 +4,17 @@ published, memory and the log stay bounded.
 
 - every hostile config and profile file on SIGHUP: refused, `path: message` logged, old config kept;
 - 16 hostile SNMP and Modbus devices (one per mode) next to the simulated `tiny` site;
-- another process holding the state database's write lock.
+- another process holding the state database's write lock;
+- slowloris clients of /metrics.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +26,12 @@ from support.daemon_process import DaemonProcess
 from support.hostile_files import HOSTILE_CONFIGS, hostile_profiles
 from support.hostile_peers import ModbusResponder, SnmpResponder, SnmpValue
 from support.profiles import modbus_fixture, modbus_words
-from support.servers import wait_until
+from support.servers import http_request, wait_until
 from support.snmprec import load_snmprec
 
+from dcim.health import Health
 from dcim.sim.child import SimulatorProcess
+from dcim.sinks.prometheus import PrometheusSink
 
 FAST_POLLING = {"interval": "1s", "timeout": "400ms", "retries": 0, "max_age": "3s"}
 SNMP_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "snmp"
@@ -221,3 +227,47 @@ def test_a_locked_state_database_delays_saves_and_stops_nothing(daemon: DaemonPr
     wait_until(lambda: "energy saved again" in daemon.log(), 10, what="saves resumed")
     assert daemon.log().count("cannot save energy") == 1
     assert daemon.stop() == 0
+
+
+def test_slowloris_clients_of_metrics_are_cut_off_and_scrapes_go_on() -> None:
+    sink = PrometheusSink("127.0.0.1:0", Health(), header_timeout=1.0)
+    sink.start()
+    baseline = threading.active_count()
+    clients: list[socket.socket] = []
+    try:
+        for i in range(60):
+            client = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
+            if i % 2:
+                client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finishes
+            clients.append(client)
+        # One byte every 0.2 s keeps the socket timeout from ever firing: only the deadline does.
+        trickled: set[int] = set()
+
+        def all_closed() -> bool:
+            for index, client in enumerate(clients):
+                if index in trickled:
+                    continue
+                try:
+                    client.setblocking(False)
+                    if client.recv(1) == b"":
+                        trickled.add(index)
+                        continue
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    trickled.add(index)
+                    continue
+                with contextlib.suppress(OSError):
+                    client.sendall(b"X")
+            time.sleep(0.2)
+            return len(trickled) == len(clients)
+
+        status, _ = http_request(f"http://127.0.0.1:{sink.port}/metrics", timeout=5)
+        assert status == 200  # a real scrape is served while 60 slow clients hang on
+        wait_until(all_closed, 20, what="every slowloris connection closed by the server")
+        wait_until(lambda: threading.active_count() <= baseline + 2, 10,
+                   what="their threads ended")
+    finally:
+        for client in clients:
+            client.close()
+        sink.stop()

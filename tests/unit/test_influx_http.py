@@ -22,6 +22,7 @@ from support.sink_site import World
 from dcim.config import InfluxSinkConfig
 from dcim.sinks import influx
 from dcim.sinks.influx import InfluxSink, classify, retry_after
+from dcim.sinks.spool import SqliteSpool
 
 
 @dataclass
@@ -399,3 +400,29 @@ async def test_unusable_spool_path_falls_back_to_memory(server: tuple[Script, st
     await sink.stop(1.0)
     assert script.accepted == expected
     assert sum("spool unavailable" in r.message for r in caplog.records) == 1
+
+
+async def test_a_damaged_spool_is_kept_aside_said_and_delivery_goes_on(
+        server: tuple[Script, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    script, url = server
+    script.answers = [ok]
+    # A spool that held 40 points, then lost its second half (a disk fault, a bad copy).
+    spool_path = tmp_path / "influx-spool.db"
+    old = SqliteSpool(spool_path, 10_000_000)
+    old.append([(f"dcim_site,site=s pad=\"{'x' * 300}\",n={i}i {i}", 1.0) for i in range(40)])
+    old.close()
+    data = spool_path.read_bytes()
+    spool_path.write_bytes(data[: len(data) // 2])
+    caplog.set_level(logging.ERROR, logger="dcim.influx")
+    sink = _sink(url, tmp_path)
+    await sink.start()
+    world = World()
+    _feed(sink, world, 1_700_000_000.0, 2)
+    expected = _expected(world, 1_700_000_000.0, 2)
+    await _until(lambda: len(script.accepted) >= len(expected))
+    await sink.stop(2.0)
+    assert script.accepted == expected
+    (line,) = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
+    assert "database disk image is malformed" in line and ".bad-" in line
+    assert "an unknown number of points (recover them with `sqlite3" in line
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("influx-spool.db.bad-")]

@@ -107,3 +107,62 @@ def test_full_disk_raises_and_keeps_what_was_spooled(tmp_path: Path) -> None:
     spool.close()
     rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM points").fetchone()[0]
     assert rows == 5
+
+
+def _aside(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir() if ".bad-" in p.name)
+
+
+def test_a_file_that_is_not_a_database_is_kept_aside_and_a_new_spool_started(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    garbage = os.urandom(8192)
+    path.write_bytes(garbage)
+    spool = SqliteSpool(path, 10_000_000)
+    assert spool.set_aside is not None
+    assert spool.set_aside.reason == "file is not a database" and spool.set_aside.points is None
+    assert spool.set_aside.path.read_bytes() == garbage  # renamed, never deleted
+    assert spool.append(_rows(2)) == 0 and spool.stats().points == 2
+    spool.close()
+    assert SqliteSpool(path, 10_000_000).set_aside is None  # the new spool is fine
+
+
+def test_a_truncated_spool_is_kept_aside(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = SqliteSpool(path, 100_000_000)
+    spool.append([(f"m,k=v f={'x' * 200}{i} {i}", 1.0) for i in range(5000)])
+    spool.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    again = SqliteSpool(path, 100_000_000)
+    assert again.set_aside is not None and again.set_aside.reason == "database disk image is malformed"
+    assert again.stats().points == 0
+    assert all(name.startswith(again.set_aside.path.name) for name in _aside(tmp_path))
+
+
+def test_an_empty_spool_file_keeps_its_write_ahead_log(tmp_path: Path) -> None:
+    # SQLite would open the 0-byte file as a new database and delete the log holding the backlog.
+    path = tmp_path / "s.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("CREATE TABLE points (id INTEGER PRIMARY KEY, line TEXT)")
+    db.executemany("INSERT INTO points (line) VALUES (?)", [("m f=1 1",)] * 100)
+    wal = (tmp_path / "s.db-wal").read_bytes()
+    db.close()
+    path.write_bytes(b"")
+    (tmp_path / "s.db-wal").write_bytes(wal)
+    spool = SqliteSpool(path, 10_000_000)
+    assert spool.set_aside is not None and spool.set_aside.reason == "the file is empty (0 bytes)"
+    aside = spool.set_aside.path
+    assert aside.read_bytes() == b""
+    assert aside.with_name(aside.name + "-wal").read_bytes() == wal
+
+
+def test_a_healthy_spool_is_not_set_aside(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "s.db", 10_000_000)
+    spool.append(_rows(3))
+    spool.close()
+    again = SqliteSpool(tmp_path / "s.db", 10_000_000)
+    assert again.set_aside is None and again.stats().points == 3
+    assert _aside(tmp_path) == []
