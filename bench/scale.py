@@ -35,6 +35,18 @@ def totals(m: dict[str, dict[str, float]], name: str) -> float:
     return sum(m[name].values())
 
 
+def render_us_per_series(body: str, series: int) -> float | None:
+    """dcim_metrics_render_cpu_seconds_total / dcim_metrics_renders_total per series."""
+    values = {name: float(value) for name, _, value in
+              (line.partition(" ") for line in body.splitlines()
+               if line.startswith("dcim_metrics_"))}
+    cpu = values.get("dcim_metrics_render_cpu_seconds_total")
+    renders = values.get("dcim_metrics_renders_total")
+    if cpu is None or not renders:
+        return None
+    return 1e6 * cpu / renders / series
+
+
 def profile_daemon(pid: int, seconds: float, workdir: Path) -> None:
     """Sample the daemon with py-spy after the measured window (it would perturb it)."""
     pyspy = Path(bl.PYTHON).parent / "py-spy"
@@ -75,6 +87,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             durations: list[float] = []
             ages: list[float] = []
             last = first
+            last_body = ""
             next_scrape = w0 + args.scrape_interval
             t_last = t_first
             while (now := time.monotonic()) - w0 < args.duration + 0.5:
@@ -82,7 +95,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 if now >= next_scrape:
                     next_scrape += args.scrape_interval
                     t_wall, t_last = time.time(), time.monotonic()
-                    last = simproc.per_device(d.metrics(), FAMILIES)
+                    last_body = d.metrics()
+                    last = simproc.per_device(last_body, FAMILIES)
                     durations += last["dcim_device_poll_duration_seconds"].values()
                     stamps = last["dcim_device_last_success_timestamp_seconds"]
                     ages += [t_wall - ts for ts in stamps.values()]
@@ -123,6 +137,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "scrape_wall_p50_s": bl.median([s["wall_s"] for s in scrapes]),
         "scrape_cpu_p50_s": bl.median([s["cpu_s"] for s in scrapes]),
         "scrape_mb": scrapes[-1]["bytes"] / 2**20,
+        "scrape_gzip_mb": scrapes[-1]["wire_bytes"] / 2**20,
+        "scrape_series": scrapes[-1]["series"],
+        # CPU of the whole daemon during a scrape, minus what it spends anyway in that time
+        # (its rate without scrapes x the scrape's wall time), per series
+        "scrape_us_per_series": 1e6 * bl.median(
+            [s["cpu_s"] - s["wall_s"] * (c1 - c0 - scrape_cpu) / window for s in scrapes]
+        ) / scrapes[-1]["series"],
+        # the exporter's own account: thread CPU of rendering and gzipping, per render
+        "render_us_per_series": render_us_per_series(last_body, scrapes[-1]["series"]),
     }
 
 
@@ -140,8 +163,11 @@ def print_table(r: dict[str, Any]) -> None:
          f"{r['poll_duration_p99_s'] * 1000:.0f} / {r['poll_duration_max_s'] * 1000:.0f} ms"),
         ("data age p50 / p99 / max", f"{r['data_age_p50_s']:.1f} / {r['data_age_p99_s']:.1f} / "
          f"{r['data_age_max_s']:.1f} s"),
-        ("/metrics scrape (every 15 s)", f"{r['scrape_mb']:.1f} MB, {r['scrape_wall_p50_s']:.2f}s "
-         f"wall, {r['scrape_cpu_p50_s']:.2f}s CPU (p50 of {r['scrapes']})"),
+        ("/metrics scrape (every 15 s, gzip)",
+         f"{r['scrape_series']} series, {r['scrape_mb']:.1f} MB ({r['scrape_gzip_mb']:.1f} MB "
+         f"gzipped), {r['scrape_wall_p50_s']:.2f}s wall, {r['scrape_cpu_p50_s']:.3f}s CPU "
+         f"(p50 of {r['scrapes']}): {r['scrape_us_per_series']:.2f} µs/series beyond the "
+         f"daemon's own rate; render+gzip {r['render_us_per_series'] or float('nan'):.2f} µs/series"),
         ("simulator CPU (% of one core)", f"{r['sim_cpu_pct']:.1f}%"),
     ]
     for k, v in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import re
@@ -104,13 +105,19 @@ class Daemon:
     scrapes: list[dict[str, float]] = field(default_factory=list)
 
     def metrics(self) -> str:
-        """One /metrics scrape; its wall time, CPU and size are kept in `scrapes`."""
+        """One /metrics scrape, gzip accepted as Prometheus does; its wall time, CPU, size and
+        series count are kept in `scrapes`."""
         c0, t0 = bl.cpu_seconds(self.proc.pid), time.perf_counter()
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as r:
-            body: str = r.read().decode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics",
+                                         headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            raw = r.read()
+            zipped = r.headers.get("Content-Encoding") == "gzip"
         t1 = time.perf_counter()
+        body: str = (gzip.decompress(raw) if zipped else raw).decode()
+        series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
         self.scrapes.append({"wall_s": t1 - t0, "cpu_s": bl.cpu_seconds(self.proc.pid) - c0,
-                             "bytes": len(body)})
+                             "bytes": len(body), "wire_bytes": len(raw), "series": series})
         return body
 
 
