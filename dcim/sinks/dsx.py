@@ -15,8 +15,8 @@ value with its metadata by tagPath alone. Which device point becomes which DSX p
   rack's own.
 - Electrical meters, rack PDUs and power shelves, each side of a UPS and a chiller's supply are
   PowerMeter objects (ActivePower, ...) whose `servesId` gives the power path: a PDU or shelf
-  serves its rack, a UPS input serves its output, and a meter or UPS output serves what its
-  `serves` names.
+  serves its rack, a UPS input (objectId = the UPS id) serves its output, and a meter or UPS
+  output serves what its `serves` names.
 - Points the bus has no PowerMeter pointType for are published on the equipment's own
   objectType in associate mode (`associateId` = its PowerMeter): a UPS's on-battery Status and
   battery figures (GenericPoint), a chiller's water temperatures.
@@ -36,7 +36,7 @@ from typing import Any
 
 from dcim.compute.snapshot import DeviceStatus, Published
 from dcim.points import Kind
-from dcim.site import DeviceSpec, Site
+from dcim.site import DeviceSpec
 
 ROOT = "BMS/v1/PUB"
 GOOD = 1
@@ -117,8 +117,10 @@ DEVICE_OBJECTS: Mapping[Kind, tuple[ObjectMap, ...]] = {
     Kind.PDU: (ObjectMap("PowerMeter", Mode.METER, _METER_POINTS),),
     Kind.SHELF: (ObjectMap("PowerMeter", Mode.METER, _METER_POINTS),),
     Kind.UPS: (
+        # The input meter has the UPS's own id, so whatever names the UPS in its `serves` feeds
+        # it, with no lookup (a device fed may be in another shard).
         ObjectMap("PowerMeter", Mode.METER, (_kw("input_power_w", "input/activePower"),),
-                  id_suffix="-input", feeds="-output"),
+                  feeds="-output"),
         # UPS-MIB's per-line current and the frequency are the output side.
         ObjectMap("PowerMeter", Mode.METER, (
             _kw("output_power_w", "output/activePower"),
@@ -231,19 +233,12 @@ def object_id(spec: DeviceSpec, suffix: str = "") -> str:
     return spec.id + suffix
 
 
-def served_ids(site: Site, spec: DeviceSpec) -> list[str]:
-    """objectIds a device's main object serves: its rack (a PDU), or what `serves` names."""
-    if spec.rack is not None:
-        return [spec.rack]
-    out = []
-    for target in spec.serves:
-        dev = site.devices.get(target)
-        # What feeds a UPS feeds its input meter; everything else has its id as objectId.
-        out.append(object_id(dev, "-input") if dev is not None and dev.kind == Kind.UPS else target)
-    return out
+def served_ids(spec: DeviceSpec) -> list[str]:
+    """objectIds a device's main object serves: its rack (a PDU, a shelf), or what `serves` names."""
+    return [spec.rack] if spec.rack is not None else list(spec.serves)
 
 
-def _object_meta(site: Site, spec: DeviceSpec, obj: ObjectMap, pmap: PointMap) -> dict[str, Any]:
+def _object_meta(spec: DeviceSpec, obj: ObjectMap, pmap: PointMap) -> dict[str, Any]:
     meta: dict[str, Any] = {"objectType": obj.object_type, "pointType": pmap.point_type}
     oid = object_id(spec, obj.id_suffix)
     if obj.mode == Mode.ASSOCIATE:
@@ -252,7 +247,7 @@ def _object_meta(site: Site, spec: DeviceSpec, obj: ObjectMap, pmap: PointMap) -
         meta["objectName"] = oid
         meta["objectId"] = oid
         meta["servesId"] = ([object_id(spec, obj.feeds)] if obj.feeds is not None
-                            else served_ids(site, spec))
+                            else served_ids(spec))
     if pmap.area:
         meta["processArea"] = list(pmap.area)
     if pmap.phase is not None:
@@ -301,7 +296,7 @@ def _device_points(pub: Published, spec: DeviceSpec, prefix: str) -> Iterator[Ds
                 continue
             raw, when = found
             yield DsxPoint(obj.object_type, pmap.point_type, f"{prefix}/{spec.id}/{pmap.tag}",
-                           _object_meta(pub.site, spec, obj, pmap), _convert(raw, pmap),
+                           _object_meta(spec, obj, pmap), _convert(raw, pmap),
                            when if when is not None else pub.snapshot.time)
 
 
@@ -332,10 +327,15 @@ def heartbeat(pub: Published, prefix: str) -> DsxPoint:
     every 10 s, as the bus asks of a BMS heartbeat. `scope` names the topics it vouches for.
     """
     beat = math.floor(pub.snapshot.time / HEARTBEAT_S) * HEARTBEAT_S
+    # Each shard is its own publisher on the bus, so it has a heartbeat of its own.
+    part = "" if pub.site.shard is None else f"-{pub.site.shard[0]}-of-{pub.site.shard[1]}"
+    scope = f"{ROOT}/+/+/+/{prefix}/#"
+    if pub.site.shard is not None:
+        scope += f" (shard {pub.site.shard[0]} of {pub.site.shard[1]})"
     meta = {"objectType": "System", "pointType": "HeartbeatTimestampBms",
-            "objectName": f"dcim {pub.site.name}", "objectId": f"dcim-{pub.site.name}",
-            "scope": f"{ROOT}/+/+/+/{prefix}/#"}
-    return DsxPoint("System", "HeartbeatTimestampBms", f"{prefix}/{HEARTBEAT_TAG}", meta,
+            "objectName": f"dcim {pub.site.name}{part}", "objectId": f"dcim-{pub.site.name}{part}",
+            "scope": scope}
+    return DsxPoint("System", "HeartbeatTimestampBms", f"{prefix}/{HEARTBEAT_TAG}{part}", meta,
                     round(beat * 1000), beat)
 
 

@@ -127,7 +127,7 @@ async def test_daemon_publishes_a_conforming_bus_on_nats(
                               by_topic[f"{root}/ups-1/output/activePower"])
     assert mains["value"] > ups_in["value"] >= ups_out["value"] > 0  # kW along the power path
     meta_root = f"BMS/v1/PUB/Metadata/PowerMeter/ActivePower/{PREFIX}"
-    assert metadata[f"{meta_root}/main-1/activePower"]["servesId"] == ["ups-1-input"]
+    assert metadata[f"{meta_root}/main-1/activePower"]["servesId"] == ["ups-1"]
     assert metadata[f"{meta_root}/ups-1/input/activePower"]["servesId"] == ["ups-1-output"]
     assert metadata[f"{meta_root}/ups-1/output/activePower"]["servesId"] == ["r01", "r02"]
     assert f"BMS/v1/PUB/Value/System/HeartbeatTimestampBms/{PREFIX}/dcim/heartbeat" in by_topic

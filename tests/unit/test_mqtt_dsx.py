@@ -4,6 +4,7 @@ validated against our strict JSON Schema 2020-12 (tests/fixtures/dsx_bms_schema.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from dcim.sinks.dsx import (
     value_payload,
 )
 from dcim.sinks.mqtt import MqttSink
-from dcim.site import build_site
+from dcim.site import build_site, restrict_to_shard
 
 T0 = 1_760_000_000.0
 VALUE = "BMS/v1/PUB/Value"
@@ -125,14 +126,14 @@ def test_rack_liquid_points_only_from_a_cdu_serving_that_rack_alone() -> None:
 def test_power_path_meters_with_serves_id() -> None:
     points = _points(_power_world())
     main = points[f"{VALUE}/PowerMeter/ActivePower/hall-1/main-1/activePower"]
-    assert main.value == 200.0 and main.metadata["servesId"] == ["ups-1-input"]
+    assert main.value == 200.0 and main.metadata["servesId"] == ["ups-1"]
     assert points[f"{VALUE}/PowerMeter/ApparentPower/hall-1/main-1/apparentPower"].value == 210.0
     phase2 = points[f"{VALUE}/PowerMeter/PhaseCurrent/hall-1/main-1/phaseCurrent2"]
     assert (phase2.value, phase2.metadata["phase"], phase2.metadata["engUnit"]) == (291.0, "2", "A")
     ups_in = points[f"{VALUE}/PowerMeter/ActivePower/hall-1/ups-1/input/activePower"]
     ups_out = points[f"{VALUE}/PowerMeter/ActivePower/hall-1/ups-1/output/activePower"]
     assert (ups_in.value, ups_in.metadata["objectId"], ups_in.metadata["servesId"]) == (
-        168.0, "ups-1-input", ["ups-1-output"])
+        168.0, "ups-1", ["ups-1-output"])
     assert (ups_out.value, ups_out.metadata["objectId"], ups_out.metadata["servesId"]) == (
         160.0, "ups-1-output", ["r01", "r02"])
     pdu = points[f"{VALUE}/PowerMeter/ActivePower/hall-1/r01-pdu-a/activePower"]
@@ -198,6 +199,19 @@ def test_heartbeat_every_10_s() -> None:
     assert meta == {"objectType": "System", "pointType": "HeartbeatTimestampBms",
                     "objectName": "dcim hall-1", "objectId": "dcim-hall-1",
                     "scope": "BMS/v1/PUB/+/+/+/hall-1/#"}
+
+
+def test_each_shard_has_a_heartbeat_of_its_own() -> None:
+    world = _world()
+    beats = {}
+    for i in range(2):
+        pub = world.published(T0)
+        pub = replace(pub, site=restrict_to_shard(pub.site, i, 2))
+        beat = next(p for p in dsx_points(pub) if p.point_type == "HeartbeatTimestampBms")
+        assert message_errors(BusMessage(beat.metadata_topic, dict(beat.metadata), True)) == []
+        beats[beat.tag_path] = beat.metadata["objectId"]
+    assert beats == {"hall-1/dcim/heartbeat-0-of-2": "dcim-hall-1-0-of-2",
+                     "hall-1/dcim/heartbeat-1-of-2": "dcim-hall-1-1-of-2"}
 
 
 def test_value_qos_defaults_to_0_and_rejects_2() -> None:
