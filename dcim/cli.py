@@ -63,11 +63,12 @@ def _warn(warnings: list[str]) -> None:
 
 
 def _load(path: Path, show_warnings: bool = False) -> Site:
+    from dcim.drivers.identify import identify_all
     from dcim.errors import ConfigError
     from dcim.site import load_site
 
     try:
-        site = load_site(path)
+        site = load_site(path, identify=identify_all)
     except ConfigError as exc:
         _fail_config(exc.errors, exc.warnings if show_warnings else None)
     except Exception as exc:  # a config must never end in a traceback and exit 1
@@ -273,7 +274,8 @@ def poll(
     if as_json:
         typer.echo(json.dumps(poll_json(result, spec.profile.name)))
     else:
-        _print_poll(result, spec.profile.name, spec.host, spec.port)
+        label = f"{spec.profile.name}, {spec.detected}" if spec.detected else spec.profile.name
+        _print_poll(result, label, spec.host, spec.port)
     raise typer.Exit(0 if result.up else 1)
 
 
@@ -351,7 +353,7 @@ def discover(
         finally:
             client.close()
 
-    from dcim.drivers.identify import Identity
+    from dcim.profile import Identity
 
     missed = 0
     for ident in asyncio.run(ask()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -288,6 +289,29 @@ def with_overrides(profile: Profile, overrides: Mapping[str, Mapping[str, Any] |
     return profile.model_copy(update={"points": points})
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What an SNMP device said about itself and the profiles that fit it, best first."""
+
+    host: str
+    port: int
+    sys_object_id: str | None
+    sys_descr: str | None
+    profiles: tuple[str, ...]
+    # Why the device could not be asked (no answer, wrong community); then nothing is known.
+    error: str | None = None
+
+    @property
+    def profile(self) -> str | None:
+        """The one profile to use: the best match, unless two fit equally well."""
+        return self.profiles[0] if len(self.profiles) == 1 else None
+
+    def describe(self) -> str:
+        """sysObjectID and sysDescr as seen, for messages."""
+        oid = f"sysObjectID {self.sys_object_id or '(none)'}"
+        return f"{oid}, sysDescr {self.sys_descr!r}" if self.sys_descr else f"{oid}, no sysDescr"
+
+
 def sys_object_id_matches(oid: str, prefixes: Iterable[str]) -> bool:
     """Whether a sysObjectID is one of the prefixes or lies under one."""
     return any(oid == p or oid.startswith(p + ".") for p in prefixes)
@@ -321,6 +345,26 @@ class ProfileRegistry:
     def all(self) -> list[Profile]:
         """Every profile, sorted by name."""
         return [self._profiles[n] for n in self.names()]
+
+    def match(self, sys_object_id: str | None, sys_descr: str | None) -> tuple[str, ...]:
+        """The SNMP profiles made for a device, most specific first (ties share the top).
+
+        The longest `sys_object_id` prefix the sysObjectID lies under wins; where no profile
+        claims the sysObjectID (a generic MIB such as UPS-MIB, a card announcing net-snmp's
+        own), the profiles whose `sys_descr` patterns match the sysDescr.
+        """
+        snmp = [p for p in self.all() if isinstance(p, SnmpProfile)]
+        if sys_object_id:
+            depth = {p.name: max((len(prefix.split(".")) for prefix in p.sys_object_id
+                                  if sys_object_id_matches(sys_object_id, [prefix])), default=0)
+                     for p in snmp}
+            best = max(depth.values(), default=0)
+            if best:
+                return tuple(sorted(n for n, d in depth.items() if d == best))
+        if sys_descr:
+            return tuple(p.name for p in snmp
+                         if any(re.search(rx, sys_descr, re.IGNORECASE) for rx in p.sys_descr))
+        return ()
 
     def for_sys_object_id(self, oid: str) -> list[str]:
         """Names of the SNMP profiles made for a device announcing this sysObjectID."""

@@ -22,6 +22,7 @@ from dcim.compute.snapshot import Published
 from dcim.daemon.energy_store import EnergyStore, StateError
 from dcim.daemon.notify import Notifier
 from dcim.daemon.scheduler import Scheduler
+from dcim.drivers.identify import identify_all
 from dcim.drivers.poller import Poller
 from dcim.errors import ConfigError
 from dcim.health import Health
@@ -102,7 +103,7 @@ class Daemon:
         self.published: Published | None = None
 
     def _load(self) -> Site:
-        site = load_site(self.config_path)
+        site = load_site(self.config_path, identify=identify_all)
         for warning in site.warnings:
             log.warning("config: %s", warning)
         if self.shard is not None:

@@ -13,7 +13,7 @@ from dcim.config import Config, ValidatedConfig, load_config_file
 from dcim.errors import ConfigError
 from dcim.profile import ProfileRegistry
 from dcim.site.credentials import check_credentials
-from dcim.site.devices import check_polling, resolve_devices
+from dcim.site.devices import Identify, check_polling, resolve_devices
 from dcim.site.model import Site
 from dcim.site.outputs import resolve_outputs
 from dcim.site.pue import resolve_pue
@@ -21,10 +21,12 @@ from dcim.site.racks import check_racks, rack_specs
 from dcim.site.tenants import resolve_tenants
 
 
-def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry) -> Site:
+def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry,
+               identify: Identify | None = None) -> Site:
     """Resolve a config against the profile registry; raise ConfigError listing every fault.
 
     Given a ValidatedConfig, its errors come first and the checks skip what it left out.
+    `identify` asks `profile: auto` devices who they are (dcim.drivers.identify.identify_all).
     """
     validated = config if isinstance(config, ValidatedConfig) else ValidatedConfig(config)
     config, invalid = validated.config, validated.invalid
@@ -38,7 +40,7 @@ def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry) -> S
     errors += check_polling(config.polling, invalid)
     # Every device id written, resolved or not: a reference to one that failed is not unknown.
     declared = {d.id for d in config.devices}
-    devices, feeds = resolve_devices(config, registry, declared, invalid, errors)
+    devices, feeds = resolve_devices(config, registry, declared, invalid, errors, identify)
     racks = rack_specs(config.racks, feeds, max_kw)
     pue = None
     if config.pue is not None:
@@ -55,7 +57,8 @@ def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry) -> S
     )
 
 
-def load_site(path: Path, registry: ProfileRegistry | None = None) -> Site:
+def load_site(path: Path, registry: ProfileRegistry | None = None,
+              identify: Identify | None = None) -> Site:
     """Load, validate and resolve a site config file against the profiles."""
     validated = load_config_file(path)
     if registry is None:
@@ -64,4 +67,4 @@ def load_site(path: Path, registry: ProfileRegistry | None = None) -> Site:
             registry = ProfileRegistry.load(base / d for d in validated.config.profile_dirs)
         except ConfigError as exc:
             raise ConfigError([*validated.errors, *exc.errors]) from None
-    return build_site(validated, registry)
+    return build_site(validated, registry, identify)

@@ -7,11 +7,13 @@ A timeout that is not below its interval is reported where it was set: once as
 from __future__ import annotations
 
 import difflib
+import logging
+from collections.abc import Callable, Mapping, Sequence
 
 from dcim.config import Config, Credentials, Device, Invalid, Polling
 from dcim.coolant import COOLANTS, DEFAULT_COOLANT, Coolant
 from dcim.points import Kind
-from dcim.profile import Profile, ProfileRegistry, with_overrides
+from dcim.profile import Identity, Profile, ProfileRegistry, with_overrides
 from dcim.site.credentials import snmp_auth
 from dcim.site.model import (
     DEFAULT_PORTS,
@@ -22,6 +24,8 @@ from dcim.site.model import (
     SnmpAuth,
 )
 from dcim.site.racks import Feeds, rack_cap_kw
+
+log = logging.getLogger("dcim.site")
 
 
 def check_polling(polling: Polling, invalid: Invalid) -> list[str]:
@@ -114,6 +118,63 @@ def _coolant(dev: Device, profile: Profile) -> Coolant | None:
     return COOLANTS[DEFAULT_COOLANT] if profile.kind == Kind.CDU else None
 
 
+AUTO = "auto"  # profile: auto, picked from the device's sysObjectID / sysDescr at load
+
+
+def _target(dev: Device, config: Config) -> tuple[str, int, SnmpAuth]:
+    return dev.host, dev.port or DEFAULT_PORTS["snmp"], snmp_auth(config.credentials,
+                                                                  dev.credentials)
+
+
+# Asks SNMP devices (host, port, auth) who they are, in order (dcim.drivers.identify): handed
+# in by whoever loads the site, so the config layer itself does no I/O.
+Identify = Callable[[Sequence[tuple[str, int, SnmpAuth]], ProfileRegistry, float, int],
+                    list[Identity]]
+
+
+def _identify_auto(config: Config, registry: ProfileRegistry,
+                   identify: Identify | None) -> dict[str, Identity]:
+    """Ask every `profile: auto` device who it is, all at once (SNMP devices only), by id."""
+    wanted = [d for d in config.devices if d.profile == AUTO
+              and (d.credentials is None or d.credentials in config.credentials)]
+    if not wanted:
+        return {}
+    if identify is None:
+        return {d.id: Identity(d.host, d.port or DEFAULT_PORTS["snmp"], None, None, (),
+                               error="this command does not ask devices")
+                for d in wanted}
+    found = identify([_target(d, config) for d in wanted], registry, config.polling.timeout,
+                     config.polling.retries)
+    return {d.id: ident for d, ident in zip(wanted, found, strict=True)}
+
+
+def _auto_profile(where: str, dev: Device, identities: Mapping[str, Identity],
+                  errors: list[str]) -> str | None:
+    ident = identities.get(dev.id)
+    if ident is None:
+        errors.append(f"{where}.credentials: unknown credentials '{dev.credentials}'")
+        return None
+    target = f"{ident.host}:{ident.port}"
+    if ident.error is not None:
+        errors.append(f"{where}.profile: auto: {target} did not answer over SNMP "
+                      f"({ident.error}); name its profile (`dcim discover` prints it)")
+        return None
+    elif not ident.profiles:
+        errors.append(f"{where}.profile: auto: no shipped profile matches {target} "
+                      f"({ident.describe()}); name or write one")
+    elif ident.profile is None:
+        errors.append(f"{where}.profile: auto: several profiles fit {target} equally "
+                      f"({', '.join(ident.profiles)}); name one")
+    if ident.profile is not None:
+        log.info("%s: profile auto -> %s (%s)", dev.id, ident.profile, ident.describe())
+    return ident.profile
+
+
+def _detected(dev: Device, identities: Mapping[str, Identity]) -> str | None:
+    ident = identities.get(dev.id)
+    return f"auto: {ident.describe()}" if ident is not None and ident.profile else None
+
+
 def _adjusted(where: str, dev: Device, profile: Profile, errors: list[str]) -> Profile:
     """The profile with the device entry's `points` overrides applied."""
     if not dev.points:
@@ -127,20 +188,28 @@ def _adjusted(where: str, dev: Device, profile: Profile, errors: list[str]) -> P
 
 
 def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str],
-                    invalid: Invalid, errors: list[str]) -> tuple[dict[str, DeviceSpec], Feeds]:
+                    invalid: Invalid, errors: list[str],
+                    identify: Identify | None = None) -> tuple[dict[str, DeviceSpec], Feeds]:
     """The devices that resolve (faults appended to errors), and which feed each rack;
-    declared: every device id in the config (a meter may serve any of them)."""
+    declared: every device id in the config (a meter may serve any of them); identify: how
+    to ask `profile: auto` devices who they are (None: such a device is an error)."""
     polling = config.polling
     max_kw = config.site.rack_max_kw
     devices: dict[str, DeviceSpec] = {}
     seen: dict[str, int] = {}
     feeds: Feeds = {r.id: {} for r in config.racks}
+    identities = _identify_auto(config, registry, identify)
     for i, dev in enumerate(config.devices):
         where = f"devices[{i}]"
         if dev.id in seen:
             errors.append(f"{where}.id: duplicate id '{dev.id}' (also devices[{seen[dev.id]}])")
             continue
         seen[dev.id] = i
+        if dev.profile == AUTO:
+            picked = _auto_profile(where, dev, identities, errors)
+            if picked is None:
+                continue
+            dev = dev.model_copy(update={"profile": picked})
         if dev.profile not in registry:
             if not invalid.hides("profile_dirs"):
                 errors.append(f"{where}.profile: unknown profile '{dev.profile}'"
@@ -177,5 +246,6 @@ def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str
             feed=dev.feed or ("A" if dev.rack else None), serves=dev.serves, framer=dev.framer,
             coolant=_coolant(dev, profile), auth=auth, redfish=redfish,
             rack_cap_w=None if cap_kw is None else cap_kw * 1000,
+            detected=_detected(dev, identities),
         )
     return devices, feeds

@@ -82,6 +82,8 @@ class DeviceSpec:
     redfish: RedfishTarget | None = None
     # Power readings above twice this are rejected as implausible (None: no such bound).
     rack_cap_w: float | None = None
+    # How `profile: auto` picked the profile (sysObjectID, sysDescr seen), None if named.
+    detected: str | None = None
 
     @property
     def kind(self) -> Kind:

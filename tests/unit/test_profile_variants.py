@@ -1,6 +1,7 @@
 """Vendor variants without Python: a profile extending another and changing one point's scale or
 sentinels, a device entry adjusting or disabling a point, and picking the most specific shipped
-profile from sysObjectID / sysDescr (dcim/drivers/identify.py, used by `dcim discover`)."""
+profile from sysObjectID / sysDescr (ProfileRegistry.match, used by `dcim discover` and
+`profile: auto`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from support.profiles import shipped_registry
 
 from dcim.config import parse_config
 from dcim.decode import SnmpData, decode_snmp
-from dcim.drivers.identify import match_profiles
 from dcim.errors import ConfigError
 from dcim.profile import ProfileRegistry, SnmpProfile
 from dcim.site import build_site
@@ -85,7 +85,7 @@ REGISTRY = shipped_registry()
 ])
 def test_the_most_specific_profile_is_picked(oid: str | None, descr: str | None,
                                              expected: tuple[str, ...]) -> None:
-    assert match_profiles(REGISTRY, oid, descr) == expected
+    assert REGISTRY.match(oid, descr) == expected
 
 
 def test_a_longer_sys_object_id_prefix_wins_over_its_parent(tmp_path: Path) -> None:
@@ -94,5 +94,14 @@ def test_a_longer_sys_object_id_prefix_wins_over_its_parent(tmp_path: Path) -> N
         "name: raritan-px-g4\nextends: [raritan-px]\ndescription: PX4 firmware 4\n"
         "sys_object_id: [1.3.6.1.4.1.13742.6.4]\n", encoding="utf-8")
     registry = ProfileRegistry.load_dirs([base, tmp_path])
-    assert match_profiles(registry, "1.3.6.1.4.1.13742.6.4.1", None) == ("raritan-px-g4",)
-    assert match_profiles(registry, "1.3.6.1.4.1.13742.6.3", None) == ("raritan-px",)
+    assert registry.match("1.3.6.1.4.1.13742.6.4.1", None) == ("raritan-px-g4",)
+    assert registry.match("1.3.6.1.4.1.13742.6.3", None) == ("raritan-px",)
+
+
+def test_auto_without_a_prober_is_a_plain_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_site(parse_config({"site": {"name": "s"}, "devices": [
+            {"id": "x", "profile": "auto", "host": "127.0.0.1"}]}), REGISTRY)
+    assert info.value.errors == [
+        "devices[0].profile: auto: 127.0.0.1:161 did not answer over SNMP (this command does "
+        "not ask devices); name its profile (`dcim discover` prints it)"]
