@@ -1,33 +1,34 @@
-"""Self-health counters of the poller, written by the scheduler and read by the sinks."""
+"""The poller's self-health as the exporters read it: frozen per-tick copies, no live state.
+
+The per-device coordinators (dcim/daemon/coordinator.py) own the counters; each tick the daemon
+puts these read-only copies into `Published`, so a scrape in another thread never reads
+counters while the event loop writes them.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dcim.reasons import ErrorKind, Reason
+from dcim.snmp.client import ClientStats
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class DeviceHealth:
-    """Counters for one device, exported as dcim_device_* series."""
+    """One device's poll counters (exported as dcim_device_*)."""
 
     polls: int = 0
-    errors: dict[ErrorKind, int] = field(default_factory=dict)
-    # (point, reason) -> readings refused; reasons that count only (Reason.counted).
-    invalid: dict[tuple[str, Reason], int] = field(default_factory=dict)
-    overruns: int = 0
-    down_since: float | None = None
-    failures: int = 0
+    errors: Mapping[ErrorKind, int] = field(default_factory=dict)  # failed polls by kind
+    # (point, reason) -> readings refused; only the reasons that count (Reason.counted).
+    invalid: Mapping[tuple[str, Reason], int] = field(default_factory=dict)
+    overruns: int = 0  # polls that ran past their slot
+    next_poll: float | None = None  # wall-clock time of the next scheduled poll
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Health:
-    """Self-health of the poller, read by the Prometheus exporter."""
+    """Every polled device's counters, and the SNMP client's (None before its first use)."""
 
-    devices: dict[str, DeviceHealth] = field(default_factory=dict)
-    last_progress: float = field(default_factory=time.monotonic)
-
-    def device(self, device_id: str) -> DeviceHealth:
-        """The counters of one device (created on first use)."""
-        return self.devices.setdefault(device_id, DeviceHealth())
+    devices: Mapping[str, DeviceHealth] = field(default_factory=dict)
+    snmp: ClientStats | None = None

@@ -15,7 +15,7 @@ from dcim.compute.snapshot import Published
 from dcim.readings import PollResult
 from dcim.site import DeviceSpec
 
-# Where a source hands each reading: the same callback the scheduler gives its polls to.
+# Where a source hands each reading (the daemon records it in the device's coordinator).
 OnResult = Callable[[DeviceSpec, PollResult], None]
 
 

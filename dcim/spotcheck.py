@@ -10,7 +10,7 @@ from dcim.compute import Snapshot, compute
 from dcim.drivers.poller import Poller
 from dcim.readings import PollResult
 from dcim.site import DeviceSpec, Site
-from dcim.state import StateStore
+from dcim.state import latest
 
 
 async def poll_once(site: Site, devices: Iterable[DeviceSpec]) -> list[PollResult]:
@@ -27,7 +27,5 @@ async def spot_check(site: Site) -> Snapshot:
     wanted = dict.fromkeys(site.pue.devices if site.pue else ())
     for rack in site.racks.values():
         wanted.update(dict.fromkeys(rack.devices))
-    store = StateStore()
-    for result in await poll_once(site, site.devices_for(tuple(wanted))):
-        store.update(result)
-    return compute(site, store.view(), time.time())
+    results = await poll_once(site, site.devices_for(tuple(wanted)))
+    return compute(site, latest(results), time.time())

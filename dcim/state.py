@@ -1,8 +1,13 @@
-"""The latest-state store: the most recent poll of each device, and its recent history."""
+"""What compute knows of a device: its latest poll and when it last succeeded (frozen).
+
+The daemon's per-device coordinators (dcim/daemon/coordinator.py) keep one DeviceState each
+and hand compute a read-only mapping of them; one-shot commands fold their results with
+`latest`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -11,38 +16,22 @@ from dcim.readings import PollResult
 
 @dataclass(frozen=True, slots=True)
 class DeviceState:
-    """What is known about one device: its latest poll and when it last succeeded."""
+    """One device's latest poll, and the time of its latest successful one."""
 
     last: PollResult
     last_success: float | None
-    failures: int  # consecutive failed polls
 
 
-class StateStore:
-    """Latest poll per device; written by the scheduler, read (as a frozen view) by compute."""
+def advance(previous: DeviceState | None, result: PollResult) -> DeviceState:
+    """The state after one more poll: a failed poll keeps the previous success time."""
+    if result.up:
+        return DeviceState(result, result.time)
+    return DeviceState(result, previous.last_success if previous else None)
 
-    def __init__(self) -> None:
-        self._state: dict[str, DeviceState] = {}
 
-    def update(self, result: PollResult) -> DeviceState:
-        """Record a poll and return the device's new state."""
-        previous = self._state.get(result.device)
-        if result.up:
-            state = DeviceState(result, result.time, 0)
-        else:
-            state = DeviceState(
-                result,
-                previous.last_success if previous else None,
-                (previous.failures if previous else 0) + 1,
-            )
-        self._state[result.device] = state
-        return state
-
-    def forget(self, keep: set[str]) -> None:
-        """Drop devices no longer in the site (after a config reload)."""
-        for device in set(self._state) - keep:
-            del self._state[device]
-
-    def view(self) -> Mapping[str, DeviceState]:
-        """A read-only copy for compute: later polls do not change it."""
-        return MappingProxyType(dict(self._state))
+def latest(results: Iterable[PollResult]) -> Mapping[str, DeviceState]:
+    """Fold polls (oldest first) into the read-only per-device view compute takes."""
+    states: dict[str, DeviceState] = {}
+    for result in results:
+        states[result.device] = advance(states.get(result.device), result)
+    return MappingProxyType(states)

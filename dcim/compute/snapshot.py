@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dcim.compute.energy import DeviceEnergy, Totals
+from dcim.health import Health
 from dcim.readings import PointValue
 from dcim.reasons import ErrorKind, PointError
 from dcim.site import Site
@@ -128,3 +129,4 @@ class Published:
     totals: Totals = field(default_factory=lambda: Totals({}))
     device_energy: Mapping[str, DeviceEnergy] = field(default_factory=dict)
     shard: tuple[int, int] | None = None
+    health: Health = field(default_factory=Health)  # the poller's own counters at this tick

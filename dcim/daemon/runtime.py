@@ -1,5 +1,7 @@
-"""`dcim run`: wires config -> scheduler -> drivers -> state -> compute -> sinks, and lifecycle.
+"""`dcim run`: the daemon's lifecycle: start, signals, reload, the once-a-second tick, stop.
 
+Wires config -> scheduler -> drivers -> coordinators (coordinator.py) -> compute -> sinks; the
+energy ledger (ledger.py) and the sinks and sources (outputs.py) are their own modules.
 SIGHUP reloads the config (an invalid one is refused and the old one kept; sinks and sources
 whose settings changed are restarted, the spool carrying InfluxDB points across), SIGTERM drains
 and exits 0, systemd is told READY/STATUS/WATCHDOG over $NOTIFY_SOCKET when present.
@@ -13,25 +15,25 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from dcim.compute import compute
-from dcim.compute.energy import DeviceEnergy, Increment, Totals, add_increments, observe, role_of
 from dcim.compute.snapshot import Published
-from dcim.daemon.energy_store import EnergyStore, StateError
+from dcim.daemon.coordinator import Coordinators, DeviceCoordinator
+from dcim.daemon.energy_store import StateError
+from dcim.daemon.ledger import EnergyLedger
 from dcim.daemon.notify import Notifier
+from dcim.daemon.outputs import Outputs
 from dcim.daemon.scheduler import Scheduler
 from dcim.drivers.identify import identify_all
 from dcim.drivers.poller import Poller
 from dcim.errors import ConfigError
 from dcim.health import Health
-from dcim.interfaces import Sink, Source
 from dcim.readings import PollResult
 from dcim.sinks.prometheus import PrometheusSink
 from dcim.site import DeviceSpec, Site, load_site, restrict_to_shard
-from dcim.sources import make_sources, owned_devices
-from dcim.state import StateStore
+from dcim.sources import owned_devices
 
 log = logging.getLogger("dcim")
 
@@ -50,31 +52,25 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "dcim"
 
 
-SINK_NAMES = ("influxdb", "mqtt")
-
-
-def make_sinks(site: Site, state_dir: Path, only: Iterable[str] = SINK_NAMES) -> list[Sink]:
-    """The sinks the config asks for (InfluxDB, MQTT), limited to the names in only."""
-    sinks: list[Sink] = []
-    if site.sinks.influxdb is not None and "influxdb" in only:
-        from dcim.sinks.influx import InfluxSink
-
-        sinks.append(InfluxSink(site.sinks.influxdb, state_dir))
-    if site.sinks.mqtt is not None and "mqtt" in only:
-        from dcim.sinks.mqtt import MqttSink
-
-        sinks.append(MqttSink(site.sinks.mqtt, site))
-    return sinks
-
-
 def polled_devices(site: Site) -> list[DeviceSpec]:
     """The devices the scheduler polls: all but those a source (the BMS) feeds."""
     owned = owned_devices(site)
     return [d for d in site.devices.values() if d.id not in owned]
 
 
+@dataclass
+class _Running:
+    """What one `run` started, stopped in reverse order."""
+
+    ledger: EnergyLedger
+    exporter: PrometheusSink
+    poller: Poller
+    scheduler: Scheduler
+    outputs: Outputs
+
+
 class Daemon:
-    """The long-running service."""
+    """The long-running service: start, signals, reload, the tick loop, stop."""
 
     def __init__(self, config_path: Path, listen: str | None = None,
                  shard: tuple[int, int] | None = None, notifier: Notifier | None = None,
@@ -85,22 +81,14 @@ class Daemon:
         self.listen = listen
         self.shard = shard
         self.notifier = notifier or Notifier()
-        self.health = Health()
-        self.store = StateStore()
-        self.poller: Poller | None = None
         self.site: Site | None = None
+        self.coordinators = Coordinators(self._on_update)
         self.exporter: PrometheusSink | None = None
-        self.sinks: list[Sink] = []
-        self.sources: list[Source] = []
-        self.energy: dict[str, DeviceEnergy] = {}
-        self.totals = Totals({})
-        self._pending: list[Increment] = []
-        self._dirty_energy: set[str] = set()
+        self.published: Published | None = None
+        self._running: _Running | None = None
         self._changed = True
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
-        self._state_dir: Path | None = None
-        self.published: Published | None = None
 
     def _load(self) -> Site:
         site = load_site(self.config_path, identify=identify_all)
@@ -110,18 +98,14 @@ class Daemon:
             site = restrict_to_shard(site, *self.shard)
         return site
 
-    def _on_result(self, device: DeviceSpec, result: PollResult) -> None:
-        self.store.update(result)
-        if self.site is None or device.id not in self.site.devices:
-            return
-        prev = self.energy.get(device.id, DeviceEnergy())
-        state, inc = observe(device, role_of(self.site, device.id), prev, result)
-        if state != prev:
-            self.energy[device.id] = state
-            self._dirty_energy.add(device.id)
-        if inc is not None:
-            self._pending.append(inc)
+    def _on_update(self, device: DeviceSpec, result: PollResult) -> None:
+        """Every result a coordinator recorded (polled or from a source)."""
+        assert self.site is not None and self._running is not None
+        self._running.ledger.observe(self.site, device, result)
         self._changed = True
+
+    def _polled(self, site: Site) -> list[DeviceCoordinator]:
+        return [self.coordinators[d.id] for d in polled_devices(site)]
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; return the process exit code."""
@@ -134,65 +118,66 @@ class Daemon:
         self.site = site
         state_dir = self.state_dir or site.state_dir or default_state_dir()
         try:
-            energy_store = EnergyStore(state_dir / "state.db")
-            self.energy, self.totals = energy_store.load()
+            ledger = EnergyLedger.open(state_dir / "state.db")
         except StateError as exc:
             log.error("%s", exc)
             return EXIT_CONFIG
-        listen = self.listen or site.sinks.prometheus.listen
-        web_config = site.sinks.prometheus.web_config_file
-        try:
-            self.exporter = PrometheusSink(listen, self.health, web_config)
-            self.exporter.healthy = lambda: self._alive(time.monotonic())
-            self.exporter.start()
-        except ConfigError as exc:
-            for line in exc.errors:
-                log.error("%s", line)
-            energy_store.close()
-            return EXIT_CONFIG
-        except OSError as exc:
-            log.error("cannot listen on %s: %s", listen, exc.strerror or exc)
-            energy_store.close()
+        exporter = self._start_exporter(site)
+        if exporter is None:
+            ledger.close()
             return EXIT_CONFIG
         loop = asyncio.get_running_loop()
         if self.signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        self.poller = Poller(site.max_in_flight)
-        scheduler = Scheduler(self.poller, self._on_result, self.health)
-        self._state_dir = state_dir
-        await self._start_outputs(site, sinks=set(SINK_NAMES), sources=True)
-        scheduler.set_devices(polled_devices(site))
+        poller = Poller(site.max_in_flight)
+        running = self._running = _Running(ledger, exporter, poller, Scheduler(poller),
+                                           Outputs(exporter, state_dir, self.coordinators.record))
+        exporter.healthy = lambda: self._alive(running.scheduler, time.monotonic())
+        self.coordinators.sync(site.devices.values())
+        await running.outputs.start(site)
+        running.scheduler.set_devices(self._polled(site))
         log.info("dcim polling %d devices of site %s; metrics on http://%s:%d/metrics",
-                 len(site.devices), site.name, self.exporter.host, self.exporter.port)
-        self.notifier.ready(self._status_line())
+                 len(site.devices), site.name, exporter.host, exporter.port)
+        self.notifier.ready(status_line(self.site, self.published))
         try:
-            await self._loop(scheduler, energy_store)
+            await self._loop(running)
         finally:
             self.notifier.stopping()
-            await self._stop_outputs(sinks=set(), sources=True)
-            await scheduler.stop()
-            self._tick(energy_store)
-            await self._stop_outputs(sinks=set(SINK_NAMES), sources=False)
-            await self.poller.close()
-            self.exporter.stop()
-            energy_store.close()
+            await running.outputs.stop_sources()
+            await running.scheduler.stop()
+            self._tick(running)  # the last results reach the ledger and the sinks
+            await running.outputs.stop_sinks()
+            await poller.close()
+            exporter.stop()
+            ledger.close()
             if self.signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
         log.info("dcim stopped")
         return 0
 
+    def _start_exporter(self, site: Site) -> PrometheusSink | None:
+        """The /metrics endpoint, serving; None (logged) if it cannot be."""
+        listen = self.listen or site.sinks.prometheus.listen
+        try:
+            self.exporter = PrometheusSink(listen, site.sinks.prometheus.web_config_file)
+            self.exporter.start()
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("%s", line)
+            return None
+        except OSError as exc:
+            log.error("cannot listen on %s: %s", listen, exc.strerror or exc)
+            return None
+        return self.exporter
+
     def stop(self) -> None:
         """Ask the daemon to drain and exit (what SIGTERM does)."""
         self._stop.set()
 
-    def reload(self) -> None:
-        """Ask the daemon to re-read its config (what SIGHUP does)."""
-        self._reload.set()
-
-    async def _loop(self, scheduler: Scheduler, energy_store: EnergyStore) -> None:
+    async def _loop(self, running: _Running) -> None:
         watchdog = self.notifier.watchdog_interval()
         last_status = 0.0
         while not self._stop.is_set():
@@ -200,45 +185,39 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), TICK_S)
             if self._reload.is_set():
                 self._reload.clear()
-                await self._do_reload(scheduler)
-            self._tick(energy_store)
+                await self._do_reload(running)
+            self._tick(running)
             now = time.monotonic()
-            if watchdog is not None and self._alive(now):
+            if watchdog is not None and self._alive(running.scheduler, now):
                 self.notifier.watchdog()
             if now - last_status >= 10:
-                self.notifier.status(self._status_line())
+                self.notifier.status(status_line(self.site, self.published))
                 last_status = now
 
-    def _alive(self, now: float) -> bool:
+    def _alive(self, scheduler: Scheduler, now: float) -> bool:
         """The poll loop made progress recently (else let the systemd watchdog restart us)."""
         if self.site is None or not self.site.devices:
             return True
         longest = max(d.interval for d in self.site.devices.values())
-        return now - self.health.last_progress < 3 * longest + 10
+        return now - scheduler.last_progress < 3 * longest + 10
 
-    def _tick(self, energy_store: EnergyStore) -> None:
+    def _tick(self, running: _Running) -> None:
         """Compute and publish a snapshot if anything changed; persist energy."""
-        assert self.site is not None
-        if self._pending:
-            self.totals = add_increments(self.site, self.totals, self._pending)
-            self._pending = []
-        if self._dirty_energy:
-            energy_store.save({d: self.energy[d] for d in self._dirty_energy}, self.totals)
-            self._dirty_energy.clear()
-        now = time.time()
-        # Recompute every tick even without new polls: readings age and may turn stale.
-        snapshot = compute(self.site, self.store.view(), now)
-        published = Published(site=self.site, snapshot=snapshot, totals=self.totals,
-                              device_energy=dict(self.energy), shard=self.shard)
-        self.published = published
-        if self.exporter is not None:
-            self.exporter.published = published
+        site = self.site
+        assert site is not None
+        running.ledger.flush(site)
+        # Recompute every tick even without new results: readings age and may turn stale.
+        snapshot = compute(site, self.coordinators.states(), time.time())
+        published = Published(
+            site=site, snapshot=snapshot, totals=running.ledger.totals,
+            device_energy=running.ledger.devices(), shard=self.shard,
+            health=Health(self.coordinators.health(), running.poller.snmp_stats()))
+        self.published = running.exporter.published = published
         if self._changed:
-            for sink in self.sinks:
-                sink.publish(published)
+            running.outputs.publish(published)
             self._changed = False
 
-    async def _do_reload(self, scheduler: Scheduler) -> None:
+    async def _do_reload(self, running: _Running) -> None:
         try:
             # In a thread: a large file must not stall polling while it parses.
             site = await asyncio.to_thread(self._load)
@@ -247,65 +226,33 @@ class Daemon:
                 f"{self.config_path}: cannot load ({type(exc).__name__}: {exc}; a dcim bug)"]
             log.error("reload refused, keeping the running config: %s", "; ".join(errors),
                       exc_info=None if isinstance(exc, ConfigError) else exc)
-            self.notifier.status("reload refused: invalid config; " + self._status_line())
+            self.notifier.status("reload refused: invalid config; " + status_line(self.site, self.published))
             return
         old = self.site
         assert old is not None
         self.site = site
-        self.store.forget(set(site.devices))
-        scheduler.set_devices(polled_devices(site))
-        # Only the sinks whose settings changed restart (an MQTT sink restarted for nothing
-        # would announce its open events again).
-        sinks = {n for n in SINK_NAMES if getattr(old.sinks, n) != getattr(site.sinks, n)}
-        # A source maps its topics onto device specs, so it also restarts when those changed.
-        owned = owned_devices(old) | owned_devices(site)
-        restart_sources = old.sources != site.sources or any(
-            old.devices.get(d) != site.devices.get(d) for d in owned)
-        await self._stop_outputs(sinks=sinks, sources=restart_sources)
-        await self._start_outputs(site, sinks=sinks, sources=restart_sources)
+        self.coordinators.sync(site.devices.values())
+        running.scheduler.set_devices(self._polled(site))
+        restarted = await running.outputs.reload(old, site)
         if old.sinks.prometheus != site.sinks.prometheus or \
                 old.max_in_flight != site.max_in_flight:
             log.warning("the Prometheus listener and polling.max_in_flight keep their running "
                         "values until dcim restarts")
         self._changed = True
-        log.info("config reloaded: %d devices%s%s", len(site.devices),
-                 f"; restarted {', '.join(sorted(sinks))}" if sinks else "",
-                 "; sources restarted" if restart_sources else "")
+        log.info("config reloaded: %d devices%s", len(site.devices),
+                 f"; restarted {', '.join(restarted)}" if restarted else "")
 
-    async def _start_outputs(self, site: Site, sinks: set[str], sources: bool) -> None:
-        """Create and start the named sinks and (if sources) the sources the config asks for."""
-        assert self.exporter is not None and self._state_dir is not None
-        for sink in make_sinks(site, self._state_dir, only=sinks):
-            await sink.start()
-            self.sinks.append(sink)
-        if sources:
-            self.sources = make_sources(site, self._on_result)
-            for source in self.sources:
-                await source.start()
-        # One assignment, so a scrape sees either the old list or the new one.
-        self.exporter.extra = [*(s.metrics for s in self.sinks), *(s.metrics for s in self.sources)]
 
-    async def _stop_outputs(self, sinks: set[str], sources: bool, timeout: float = 3.0) -> None:
-        """Stop the named sinks (they flush and spool what they hold) and (if sources) the sources."""
-        if sources:
-            for source in self.sources:
-                await source.stop(timeout)
-            self.sources = []
-        for sink in [s for s in self.sinks if s.name in sinks]:
-            await sink.stop(timeout=timeout)
-            self.sinks.remove(sink)
-
-    def _status_line(self) -> str:
-        pub = self.published
-        site = self.site
-        if site is None:
-            return "starting"
-        if pub is None:
-            return f"polling {len(site.devices)} devices; no snapshot yet"
-        snap = pub.snapshot
-        up = sum(1 for d in snap.devices.values() if d.up)
-        pue = "withheld" if snap.pue.value is None else f"{snap.pue.value:.3f}"
-        return f"PUE {pue} ({snap.pue.status}); {up}/{len(snap.devices)} devices up"
+def status_line(site: Site | None, pub: Published | None) -> str:
+    """The one line systemd shows (`systemctl status dcim`)."""
+    if site is None:
+        return "starting"
+    if pub is None:
+        return f"polling {len(site.devices)} devices; no snapshot yet"
+    snap = pub.snapshot
+    up = sum(1 for d in snap.devices.values() if d.up)
+    pue = "withheld" if snap.pue.value is None else f"{snap.pue.value:.3f}"
+    return f"PUE {pue} ({snap.pue.status}); {up}/{len(snap.devices)} devices up"
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import time
@@ -31,6 +32,7 @@ from dcim.readings import PollResult, failed
 from dcim.reasons import ErrorKind
 from dcim.redfish.client import RedfishError
 from dcim.site import DeviceSpec
+from dcim.snmp.client import ClientStats
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 
@@ -70,6 +72,10 @@ class Poller:
         if self._pysnmp is None:
             self._pysnmp = PysnmpClient(self._max_in_flight)
         return self._pysnmp
+
+    def snmp_stats(self) -> ClientStats | None:
+        """A copy of dcim's own SNMP client's counters (None until it polled a device)."""
+        return None if self._fast is None else dataclasses.replace(self._fast.client.stats)
 
     async def close(self) -> None:
         """Close sockets and connections."""

@@ -31,7 +31,6 @@ from prometheus_client.metrics_core import Metric
 from dcim import yamlsafe
 from dcim.compute.snapshot import Published
 from dcim.errors import ConfigError
-from dcim.health import Health
 from dcim.metric_families import counter
 from dcim.sinks import exposition
 from dcim.sinks.prometheus_metrics import render
@@ -132,7 +131,7 @@ LANDING = """<!doctype html><html><head><title>dcim</title></head><body>
 class PrometheusSink:
     """Serves /metrics from the latest Published snapshot."""
 
-    def __init__(self, listen: str, health: Health, web_config: Path | None = None,
+    def __init__(self, listen: str, web_config: Path | None = None,
                  header_timeout: float = HEADER_TIMEOUT_S):
         self.host, _, port = listen.rpartition(":")
         self.host = self.host.strip("[]") or "0.0.0.0"
@@ -141,7 +140,6 @@ class PrometheusSink:
         except ValueError:
             raise ConfigError(
                 [f"sinks.prometheus.listen (or --listen): '{listen}' is not host:port"]) from None
-        self.health = health
         self.published: Published | None = None
         self.extra: list[Callable[[], Iterable[Metric]]] = []
         # Set by the daemon: False when the poll loop is wedged (the container health check).
@@ -164,7 +162,7 @@ class PrometheusSink:
             cached = self._rendered
             if cached is None or cached.published is not pub:
                 started = time.thread_time()
-                body = exposition.write(render(pub, self.health, [*self.extra, self._own]))
+                body = exposition.write(render(pub, [*self.extra, self._own]))
                 cached = self._rendered = _Rendered(pub, body)
                 self.stats.renders += 1
                 self.stats.render_seconds += time.thread_time() - started

@@ -1,7 +1,7 @@
 """Prometheus rendering of a Snapshot: names, units, labels and HELP.
 
-Rendering only: every number comes from the Snapshot, the energy totals or the health
-counters; nothing here computes PUE or totals. Series whose value is withheld are absent.
+Rendering only: every number comes from one Published: the Snapshot, the energy totals and the
+health counters; nothing here computes PUE or totals. Series whose value is withheld are absent.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dcim.compute.snapshot import Published
 from dcim.health import Health
 from dcim.points import POINTS
 from dcim.sinks.exposition import Family
+from dcim.snmp.client import ClientStats
 
 # Canonical point -> (metric suffix, multiplier to base unit); rows are labelled per POINTS.
 # The metric is dcim_<kind>_<suffix>{<kind>="<device id>"}, e.g. dcim_cdu_flow_liters_per_minute.
@@ -60,7 +61,7 @@ def _c(name: str, doc: str, labels: list[str]) -> Family:
     return Family(name, doc, "counter", labels)
 
 
-def render(pub: Published | None, health: Health,
+def render(pub: Published | None,
            extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> Iterator[Metric]:
     """Every dcim series for one scrape."""
     info = Family("dcim_build", "dcim version information", "info", ["version"])
@@ -73,7 +74,9 @@ def render(pub: Published | None, health: Health,
         yield from _shelves(pub)
         yield from _points(pub)
         yield from _energy(pub)
-        yield from _devices(pub, health)
+        yield from _devices(pub, pub.health)
+        if pub.health.snmp is not None:
+            yield from _snmp_client(pub.health.snmp)
     for provider in extra:
         yield from provider()
 
@@ -280,6 +283,9 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
                  ["site", "device", "point", "reason"])
     overruns = _c("dcim_device_poll_overruns", "Polls that ran past their interval",
                   ["site", "device"])
+    next_poll = _g("dcim_device_next_poll_timestamp_seconds",
+                   "When the next poll of the device is due (a failed device keeps its interval)",
+                   ["site", "device"])
     info = _g("dcim_device_info", "Where a device sits: 1 per device, for joins and grouping",
               ["site", "device", "profile", "kind", "rack", "feed", "hall"])
     for dev in pub.snapshot.devices.values():
@@ -300,4 +306,32 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
         for (point, reason), count in sorted(h.invalid.items()):
             invalid.add_metric([site, dev.id, point, str(reason)], float(count))
         overruns.add_metric([site, dev.id], float(h.overruns))
-    yield from (up, info, duration, last, polls, errors, invalid, overruns)
+        if h.next_poll is not None:
+            next_poll.add_metric([site, dev.id], h.next_poll)
+    yield from (up, info, duration, last, polls, errors, invalid, overruns, next_poll)
+
+
+def _snmp_client(stats: ClientStats) -> Iterator[Metric]:
+    """dcim's own SNMP client's counters (pysnmp, for MD5 and DES users, keeps none)."""
+    for family, value in (
+        (_c("dcim_snmp_client_requests", "SNMP requests sent (first tries)", []), stats.sent),
+        (_c("dcim_snmp_client_retries", "SNMP requests sent again after a timeout", []),
+         stats.retries),
+        (_c("dcim_snmp_client_timeouts",
+            "SNMP requests that got no matching reply after every retry", []), stats.timeouts),
+        (_c("dcim_snmp_client_malformed_replies",
+            "Datagrams that did not decode as SNMP (dropped)", []), stats.malformed),
+        (_c("dcim_snmp_client_unmatched_replies",
+            "Replies matching no request in flight: unknown request-id (late or duplicate), "
+            "wrong source, version or PDU type (dropped)", []), stats.unmatched),
+        (_c("dcim_snmp_client_usm_dropped",
+            "SNMPv3 answers refused: wrong digest, outside the time window, undecryptable, "
+            "wrong security level", []), stats.usm_dropped),
+        (_c("dcim_snmp_client_usm_discoveries",
+            "SNMPv3 engine discoveries (first contact, or the agent's engine ID changed)", []),
+         stats.usm_discoveries),
+        (_c("dcim_snmp_client_usm_resyncs",
+            "SNMPv3 requests sent again after a notInTimeWindow report", []), stats.usm_resyncs),
+    ):
+        family.add_metric([], float(value))
+        yield family

@@ -1,8 +1,9 @@
 """Sources of readings other than polling: a BMS on the MQTT bus (see bms.py).
 
 The daemon wires them in with two calls (see make_sources and owned_devices): a source hands
-every reading to the same on_result callback as the scheduler, and the devices it owns are not
-polled. Sources never import sinks (tests/unit/test_layers.py checks it).
+every reading to an on_result callback (the daemon records it in the device's coordinator, as
+it records a poll), and the devices it owns are not polled. Sources never import sinks
+(tests/unit/test_layers.py checks it).
 """
 
 from __future__ import annotations

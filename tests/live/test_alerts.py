@@ -65,7 +65,6 @@ def test_ups_battery_series_the_alerts_read_are_exported() -> None:
     """A UPS reading becomes dcim_ups_battery_{low,charge_ratio,runtime_seconds}{site,ups}."""
     from support.sink_site import SITE_CONFIG, World, make_site
 
-    from dcim.health import Health
     from dcim.sinks.prometheus_metrics import render
 
     ups = {"id": "ups-1", "profile": "ups-mib", "host": "h"}
@@ -73,7 +72,7 @@ def test_ups_battery_series_the_alerts_read_are_exported() -> None:
     world.poll("ups-1", 100.0, {"on_battery": 1.0, "battery_runtime_s": 120.0,
                                 "battery_charge_ratio": 0.2, "battery_low": 1.0})
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in render(world.published(101.0), Health()) for s in family.samples}
+               for family in render(world.published(101.0)) for s in family.samples}
     labels = (("site", "hall-1"), ("ups", "ups-1"))
     assert samples[("dcim_ups_battery_low", labels)] == 1.0
     assert samples[("dcim_ups_battery_charge_ratio", labels)] == 0.2

@@ -119,6 +119,57 @@ def test_failed_device_flips_up_and_withholds_pue(
     assert log.count(f"{pdu} (") == 1 and log.count(f"{pdu} recovered") == 1
 
 
+def _device_sample(metrics: dict[str, float], name: str, device: str) -> float | None:
+    """The value of series `name` for one device, None when absent."""
+    return next((v for k, v in metrics.items()
+                 if k.startswith(name + "{") and f'device="{device}"' in k), None)
+
+
+def _scrape_until(daemon: DaemonProcess, check: Callable[[dict[str, float]], bool],
+                  timeout: float, what: str) -> dict[str, float]:
+    """The first scrape that passes check."""
+    def scrape() -> dict[str, float] | None:
+        metrics = daemon.metrics()
+        return metrics if check(metrics) else None
+    return wait_until(scrape, timeout, what=what)
+
+
+def test_a_failed_device_keeps_its_interval_and_recovers_at_the_next_poll(
+        frozen_tiny: SimulatorProcess, daemon_factory: Callable[..., DaemonProcess]) -> None:
+    """No backoff: a PDU failing six polls in a row is still polled every second, and its
+    recovery shows at the next poll after it answers again (the 60 s backoff this replaced
+    kept a recovered device down for up to a minute)."""
+    interval = 1.0  # FAST_POLLING
+    daemon = daemon_factory(frozen_tiny)
+    daemon.start()
+    pdu = next(d for d in frozen_tiny.get("/truth")["devices"] if "pdu" in d)
+    metrics = _scrape_until(daemon, lambda m: _device_sample(m, "dcim_device_up", pdu) == 1.0,
+                            timeout=20, what=f"{pdu} up")
+    assert metrics["dcim_snmp_client_requests_total"] > 0
+    frozen_tiny.post(f"/devices/{pdu}/fail", {"mode": "timeout"})
+    try:
+        # Six failures take six seconds; with the old backoff they took 32.
+        metrics = _scrape_until(
+            daemon, lambda m: (_device_sample(m, "dcim_device_poll_errors_total", pdu) or 0) >= 6,
+            timeout=25, what=f"six failed polls of {pdu}")
+        assert _device_sample(metrics, "dcim_device_up", pdu) == 0.0
+        assert metrics["dcim_snmp_client_timeouts_total"] >= 6
+        # The published next poll is at most one interval after the tick that published it.
+        next_poll = _device_sample(metrics, "dcim_device_next_poll_timestamp_seconds", pdu)
+        assert next_poll is not None
+        assert next_poll - metrics["dcim_snapshot_timestamp_seconds"] <= interval + 1e-3
+    finally:
+        answered_again = time.time()
+        frozen_tiny.post(f"/devices/{pdu}/recover")
+    metrics = _scrape_until(daemon, lambda m: _device_sample(m, "dcim_device_up", pdu) == 1.0,
+                            timeout=20, what=f"{pdu} up again")
+    recovered = _device_sample(metrics, "dcim_device_last_success_timestamp_seconds", pdu)
+    assert recovered is not None
+    # The poll in flight when it answered again may still fail; the next one, an interval
+    # later, succeeds (a second of slack for a busy host).
+    assert recovered - answered_again < 2 * interval + 0.9, recovered - answered_again
+
+
 def test_sighup_with_a_broken_config_keeps_the_old_one(
         frozen_tiny: SimulatorProcess, daemon_factory: Callable[..., DaemonProcess]) -> None:
     daemon = daemon_factory(frozen_tiny)

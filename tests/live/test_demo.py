@@ -27,7 +27,7 @@ from dcim.readings import PollResult, failed
 from dcim.sim import presets, siteconfig
 from dcim.sim.agents import Endpoint
 from dcim.sim.world import World
-from dcim.state import StateStore
+from dcim.state import latest
 
 T0 = 1_760_000_000.0
 INFO = DemoInfo(control_url="http://127.0.0.1:1", config="/tmp/site.yaml", median_poll_s=0.004,
@@ -43,14 +43,11 @@ def _snapshot(leak: bool = False, down: tuple[str, ...] = ()) -> Snapshot:
     world = World(sim_site, 1, registry, T0, frozen=True)
     if leak:
         world.apply({"action": "leak", "cdu": "cdu-1", "active": True})
-    store = StateStore()
-    for dev_id in site.devices:
-        if dev_id in down:
-            store.update(failed(dev_id, T0, 4.0, "timeout", "no answer within 2s"))
-        else:
-            store.update(PollResult(device=dev_id, time=T0, duration=0.01,
-                                    values=world.device_view(dev_id)["points"]))
-    return compute(site, store.view(), T0 + 1)
+    results = [failed(dev_id, T0, 4.0, "timeout", "no answer within 2s") if dev_id in down
+               else PollResult(device=dev_id, time=T0, duration=0.01,
+                               values=world.device_view(dev_id)["points"])
+               for dev_id in site.devices]
+    return compute(site, latest(results), T0 + 1)
 
 
 def _text(snapshot: Snapshot | None) -> str:

@@ -29,7 +29,6 @@ from support.profiles import modbus_fixture, modbus_words
 from support.servers import http_request, wait_until
 from support.snmprec import load_snmprec
 
-from dcim.health import Health
 from dcim.sim.child import SimulatorProcess
 from dcim.sinks.prometheus import PrometheusSink
 
@@ -230,7 +229,7 @@ def test_a_locked_state_database_delays_saves_and_stops_nothing(daemon: DaemonPr
 
 
 def test_slowloris_clients_of_metrics_are_cut_off_and_scrapes_go_on() -> None:
-    sink = PrometheusSink("127.0.0.1:0", Health(), header_timeout=1.0)
+    sink = PrometheusSink("127.0.0.1:0", header_timeout=1.0)
     sink.start()
     baseline = threading.active_count()
     clients: list[socket.socket] = []

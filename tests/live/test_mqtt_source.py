@@ -20,7 +20,7 @@ from dcim.readings import PollResult
 from dcim.site import DeviceSpec, Site, build_site
 from dcim.sources import make_sources, owned_devices
 from dcim.sources.bms import BmsSource, parse_value
-from dcim.state import StateStore
+from dcim.state import latest
 
 LEAK_TOPIC = "BMS/v1/PUB/Value/CDU/LeakDetect/campus/hall-1/cdu-9/leak"
 SUPPLY_TOPIC = "BMS/v1/PUB/Value/CDU/LiquidTemperature/campus/hall-1/cdu-9/supply"
@@ -47,15 +47,13 @@ def _payload(value: float | None, ts: float, quality: int = 1) -> bytes:
 
 
 class Sink:
-    """Collects results the way the daemon's _on_result does (state store)."""
+    """Collects the results a source hands on (the daemon records them in coordinators)."""
 
     def __init__(self) -> None:
-        self.store = StateStore()
         self.results: list[PollResult] = []
 
     def __call__(self, device: DeviceSpec, result: PollResult) -> None:
         self.results.append(result)
-        self.store.update(result)
 
 
 def test_parse_value_cases() -> None:
@@ -141,7 +139,7 @@ async def test_a_published_leak_becomes_the_cdus_leak_point(mosquitto: Mosquitto
         await bms.publish(SUPPLY_TOPIC, _payload(30.2, now), qos=1)
         await bms.publish(LEAK_TOPIC, _payload(1, now), qos=1)
         await _until(lambda: len(sink.results) == 2)
-        snapshot = compute(site, sink.store.view(), time.time())
+        snapshot = compute(site, latest(sink.results), time.time())
         assert snapshot.cdus["cdu-9"].leak is True
         assert snapshot.cdus["cdu-9"].supply_c == 30.2
         assert snapshot.devices["cdu-9"].values == {"supply_temp_c": 30.2, "leak": 1.0}
@@ -149,7 +147,7 @@ async def test_a_published_leak_becomes_the_cdus_leak_point(mosquitto: Mosquitto
         await bms.publish(LEAK_TOPIC, _payload(None, now + 1, quality=0), qos=1)
         await _until(lambda: len(sink.results) == 3)
     await source.stop()
-    snapshot = compute(site, sink.store.view(), time.time())
+    snapshot = compute(site, latest(sink.results), time.time())
     assert snapshot.cdus["cdu-9"].leak is None
     metrics = {m.name: m for m in source.metrics()}
     assert metrics["dcim_bms_messages_received"].samples[0].value == 3

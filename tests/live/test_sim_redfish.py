@@ -25,7 +25,7 @@ from dcim.sim.agents import Agents, Endpoint
 from dcim.sim.child import SimulatorProcess
 from dcim.sim.world import World
 from dcim.site import Site
-from dcim.state import StateStore
+from dcim.state import latest
 
 REGISTRY = shipped_registry()
 SHELVES = [f"r76-shelf-{n}" for n in range(1, 9)]
@@ -93,10 +93,7 @@ async def test_supply_failure_and_leak_reach_the_points_and_compute(hall: Hall) 
     healthy = results["r76-shelf-2"].values["supply_healthy"]
     assert isinstance(healthy, dict) and healthy["PSU3"] == 0 and sum(healthy.values()) == 4
     assert results["cdu-12"].values["leak"] == 1
-    store = StateStore()
-    for r in results.values():
-        store.update(r)
-    snap = compute(hall.site, store.view(), time.time())
+    snap = compute(hall.site, latest(results.values()), time.time())
     shelf = snap.shelves["r76-shelf-2"]
     # 185 kW over 8 shelves is ~23 kW each; 3 x 5.5 kW left after one more failure is not enough
     assert (shelf.installed, shelf.healthy) == (6, 4)

@@ -11,7 +11,7 @@ from dcim.config import parse_config
 from dcim.profile import ProfileRegistry
 from dcim.readings import PointValue, PollResult
 from dcim.site import Site, build_site
-from dcim.state import StateStore
+from dcim.state import latest
 
 REGISTRY = ProfileRegistry.load()
 
@@ -46,20 +46,20 @@ def cdu_values(leak: float = 0.0) -> dict[str, PointValue]:
 
 
 class World:
-    """Feeds readings into a state store and computes Published snapshots, like the daemon."""
+    """Keeps the readings it was fed and computes Published snapshots, like the daemon."""
 
     def __init__(self, site: Site | None = None):
         self.site = site or make_site()
-        self.store = StateStore()
+        self.results: list[PollResult] = []
 
     def poll(self, device: str, t: float, values: Mapping[str, PointValue]) -> None:
         """Record one successful poll."""
-        self.store.update(PollResult(device=device, time=t, duration=0.01, values=dict(values)))
+        self.results.append(PollResult(device=device, time=t, duration=0.01, values=dict(values)))
 
     def fail(self, device: str, t: float) -> None:
         """Record one failed poll."""
-        self.store.update(PollResult(device=device, time=t, duration=2.0, error="timeout",
-                                     error_kind="timeout"))
+        self.results.append(PollResult(device=device, time=t, duration=2.0, error="timeout",
+                                       error_kind="timeout"))
 
     def poll_all(self, t: float, rack_kw: float = 60.0, leak: float = 0.0) -> None:
         """Every device answers at t; each PDU carries half of its rack."""
@@ -74,4 +74,4 @@ class World:
 
     def published(self, now: float) -> Published:
         """The snapshot at now."""
-        return Published(site=self.site, snapshot=compute(self.site, self.store.view(), now))
+        return Published(site=self.site, snapshot=compute(self.site, latest(self.results), now))

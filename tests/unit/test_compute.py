@@ -17,7 +17,7 @@ from dcim.coolant import COOLANTS
 from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile
 from dcim.readings import PollResult, failed
 from dcim.site import Site, build_site
-from dcim.state import StateStore
+from dcim.state import latest
 
 NOW = 1_800_000_000.0
 
@@ -74,10 +74,7 @@ def ok(device: str, age: float = 1.0, **values: Any) -> PollResult:
 
 
 def state_of(*results: PollResult) -> Mapping[str, Any]:
-    store = StateStore()
-    for r in results:
-        store.update(r)
-    return store.view()
+    return latest(results)
 
 
 HEALTHY = (

@@ -12,10 +12,10 @@ from dcim.compute.energy import (
     DeviceEnergy,
     Increment,
     Totals,
-    add_increments,
     observe,
 )
 from dcim.daemon.energy_store import EnergyStore, StateError
+from dcim.daemon.ledger import EnergyLedger
 from dcim.profile import SnmpProfile
 from dcim.readings import PollResult, failed
 from dcim.site import DeviceSpec
@@ -139,7 +139,6 @@ def test_failed_poll_keeps_state() -> None:
 
 def test_restart_counts_energy_used_while_down_exactly_once(tmp_path: Path) -> None:
     device = _device()
-    state, incs = run(device, [reading(0, 36_000, 1000.0), reading(10, 36_000, 1000.1)])
     from dcim.config import parse_config
     from dcim.profile import ProfileRegistry
     from dcim.site import build_site
@@ -149,20 +148,25 @@ def test_restart_counts_energy_used_while_down_exactly_once(tmp_path: Path) -> N
                                                  "rack": "r1"}],
                                     "pue": {"facility": ["pdu"], "it": ["pdu"]}}),
                       ProfileRegistry({"p": device.profile}, {}))
-    totals = add_increments(site, Totals({}), incs)
-    store = EnergyStore(tmp_path / "state.db")
-    store.save({"pdu": state}, totals)
-    store.close()
+    ledger = EnergyLedger.open(tmp_path / "state.db")
+    for r in (reading(0, 36_000, 1000.0), reading(10, 36_000, 1000.1)):
+        ledger.observe(site, device, r)
+    assert ledger.totals == Totals({})  # increments reach the totals at the tick's flush
+    ledger.flush(site)
+    state, totals = ledger.devices()["pdu"], ledger.totals
+    assert totals.get("it", "counter") == pytest.approx(0.1 * WH)
+    ledger.close()
     # dcim is down for an hour while the PDU keeps counting 36 kW.
-    store = EnergyStore(tmp_path / "state.db")
-    devices, totals2 = store.load()
-    assert devices["pdu"] == state and totals2 == totals
-    _state2, incs2 = run(device, [reading(3610, 36_000, 1000.1 + 36_000)], start=devices["pdu"])
-    assert incs2[0].joules == pytest.approx(36_000 * WH)
-    totals3 = add_increments(site, totals2, incs2)
+    ledger = EnergyLedger.open(tmp_path / "state.db")
+    assert ledger.devices()["pdu"] == state and ledger.totals == totals
+    ledger.observe(site, device, reading(3610, 36_000, 1000.1 + 36_000))
+    ledger.flush(site)
+    totals3 = ledger.totals
     assert totals3.get("it", "counter") == pytest.approx((0.1 + 36_000) * WH)
     assert totals3.get("rack:r1", "counter") == totals3.get("it", "counter")
     assert totals3.get("facility", "counter") == totals3.get("it", "counter")
+    ledger.close()
+    assert EnergyStore(tmp_path / "state.db").load() == ({"pdu": ledger.devices()["pdu"]}, totals3)
 
 
 def test_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:

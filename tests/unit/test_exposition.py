@@ -18,7 +18,6 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from support.sink_site import World
 
-from dcim.health import Health
 from dcim.metric_families import counter, gauge
 from dcim.sinks import exposition
 from dcim.sinks.exposition import Family
@@ -57,7 +56,7 @@ def test_a_site_renders_like_prometheus_client() -> None:
     extras = [gauge("dcim_sink_up", "a sink's health", 1.0, sink="influx"),
               counter("dcim_sink_errors", "errors", {("influx", "timeout"): 3.0},
                       ["sink", "kind"])]
-    families = list(render(world.published(102.0), Health(), [lambda: extras]))
+    families = list(render(world.published(102.0), [lambda: extras]))
     assert sum(len(f.samples) for f in families) > 50
     assert_same(families)
     text = exposition.write(families).decode()
@@ -102,7 +101,7 @@ def test_family_samples_for_metric_readers() -> None:
 def test_sink_renders_once_per_published_and_caches_gzip() -> None:
     world = World()
     world.poll_all(100.0)
-    sink = PrometheusSink("127.0.0.1:0", Health())
+    sink = PrometheusSink("127.0.0.1:0")
     first = world.published(101.0)
     sink.published = first
     body = sink.exposition()

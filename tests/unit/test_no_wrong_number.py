@@ -164,7 +164,7 @@ def ups_data(amps: list[int], pf: float, fault: str) -> tuple[SnmpData, float]:
 
 def _result(device: str, values: Any, errors: Any) -> DeviceState:
     return DeviceState(PollResult(device=device, time=NOW - 1, duration=0.1, values=values,
-                                  errors=errors), NOW - 1, 0)
+                                  errors=errors), NOW - 1)
 
 
 @settings(max_examples=300, deadline=None)

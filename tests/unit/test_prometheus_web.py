@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dcim.errors import ConfigError
-from dcim.health import Health
 from dcim.sinks.prometheus import PrometheusSink
 
 
@@ -59,7 +58,7 @@ def test_tls_and_basic_auth(tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {cert.name}\n  key_file: {key.name}\n"
                    f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    exporter = PrometheusSink("127.0.0.1:0", Health(), web)
+    exporter = PrometheusSink("127.0.0.1:0", web)
     exporter.start()
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
@@ -77,7 +76,7 @@ def test_bad_web_config_is_a_config_error(tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
     web.write_text("basic_auth_users:\n  prometheus: plaintext-password\n")
     with pytest.raises(ConfigError, match="expected a bcrypt hash"):
-        PrometheusSink("127.0.0.1:0", Health(), web)
+        PrometheusSink("127.0.0.1:0", web)
     web.write_text("tls_server_config:\n  cert_file: missing.pem\n  key_file: missing.pem\n")
     with pytest.raises(ConfigError, match="tls_server_config"):
-        PrometheusSink("127.0.0.1:0", Health(), web)
+        PrometheusSink("127.0.0.1:0", web)

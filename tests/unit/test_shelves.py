@@ -10,7 +10,6 @@ from support.profiles import shipped_registry
 from dcim.compute import compute
 from dcim.compute.snapshot import Published
 from dcim.config import parse_config
-from dcim.health import Health
 from dcim.readings import PollResult
 from dcim.sim import presets
 from dcim.sim.control import route
@@ -19,7 +18,7 @@ from dcim.sinks.influx_lines import snapshot_entities
 from dcim.sinks.mqtt_layout import EventTracker, state_messages
 from dcim.sinks.prometheus_metrics import render
 from dcim.site import build_site
-from dcim.state import StateStore
+from dcim.state import latest
 
 NOW = 1_800_000_000.0
 SITE = build_site(parse_config({
@@ -42,10 +41,7 @@ def shelf(device: str, power: float, healthy: dict[str, int], out: dict[str, flo
 
 
 def snapshot(*results: PollResult) -> Any:
-    store = StateStore()
-    for r in results:
-        store.update(r)
-    return compute(SITE, store.view(), NOW)
+    return compute(SITE, latest(results), NOW)
 
 
 def test_shelves_feed_their_rack_and_redundancy_is_judged_on_what_is_left() -> None:
@@ -80,7 +76,7 @@ def test_shelf_series_in_prometheus_influx_and_mqtt() -> None:
                     shelf("s2", 1000.0, {"PSU1": 1, "PSU2": 1}, None))
     pub = Published(site=SITE, snapshot=snap)
     series = {(s.name, tuple(sorted(s.labels.items()))): s.value
-              for m in render(pub, Health()) for s in m.samples}
+              for m in render(pub) for s in m.samples}
     key = (("rack", "r1"), ("shelf", "s1"), ("site", "t"))
     assert series[("dcim_shelf_redundant", key)] == 0.0
     assert series[("dcim_shelf_supplies_installed", key)] == 3.0
