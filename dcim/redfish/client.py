@@ -220,6 +220,10 @@ class RedfishService:
             return RedfishError(ErrorKind.TLS, f"{self.where}: TLS failed: {exc}")
         if isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
             return RedfishError(ErrorKind.CONNECT, f"{self.where}: cannot connect: {exc}")
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            # A BMC closing an idle keep-alive connection: retried on a new one (CONNECT).
+            return RedfishError(ErrorKind.CONNECT, f"{self.where}: connection closed by the "
+                                "service before it answered")
         return RedfishError(ErrorKind.PROTOCOL, f"{self.where}: {type(exc).__name__}: {exc}")
 
     async def _request(self, method: str, path: str, params: Mapping[str, str] | None,

@@ -32,20 +32,20 @@ V1 = "/redfish/v1"
 SESSIONS = f"{V1}/SessionService/Sessions"
 USERNAME = "dcim"
 PASSWORD = "sim-bmc-password"
-SUPPLIES = 6
-SUPPLY_CAPACITY_W = 5500.0
-SUPPLY_EFFICIENCY = 0.97
 SLOW_S = 3.0
 REDFISH_MODES = ("unauthorized", "http500", "html")
 
 RedfishImage = dict[str, dict[str, Any]]
 
 
+COLLECTIONS = {Kind.SHELF: f"{V1}/PowerEquipment/PowerShelves",
+               Kind.PDU: f"{V1}/PowerEquipment/RackPDUs", Kind.CDU: f"{V1}/ThermalEquipment/CDUs"}
+
+
 def resource_of(kind: Kind, unit: int) -> str:
-    """The device resource of a simulated shelf (by its slot behind the rack service) or CDU."""
-    if kind == Kind.SHELF:
-        return f"{V1}/PowerEquipment/PowerShelves/{unit}"
-    return f"{V1}/ThermalEquipment/CDUs/{unit}"
+    """The device resource of a simulated shelf (by its slot behind the rack service), rack
+    PDU or CDU."""
+    return f"{COLLECTIONS[kind]}/{unit}"
 
 
 def _link(uri: str) -> dict[str, str]:
@@ -83,42 +83,71 @@ class RedfishEncoder:
         """The resource tree for these canonical values."""
         if self.kind == Kind.SHELF:
             return self._shelf(values)
+        if self.kind == Kind.PDU:
+            return self._pdu(values)
         return self._cdu(values)
 
-    def _shelf(self, values: Mapping[str, PointValue]) -> RedfishImage:
+    def _power_distribution(self, values: Mapping[str, PointValue], equipment: str,
+                            links: Mapping[str, str]) -> RedfishImage:
+        """What a shelf and a rack PDU share: the resource, its Metrics, its Mains."""
         s = self.uri
         docs: RedfishImage = {}
         docs[s] = {
             "@odata.id": s, "@odata.type": "#PowerDistribution.v1_4_0.PowerDistribution",
-            "Id": s.rsplit("/", 1)[-1], "Name": "Power Shelf", "EquipmentType": "PowerShelf",
+            "Id": s.rsplit("/", 1)[-1], "Name": equipment, "EquipmentType": equipment,
             "Status": {"State": "Enabled", "Health": "OK"}, "Metrics": _link(f"{s}/Metrics"),
-            "Mains": _link(f"{s}/Mains"), "PowerSupplies": _link(f"{s}/PowerSupplies")}
+            "Mains": _link(f"{s}/Mains"), **{k: _link(f"{s}/{v}") for k, v in links.items()}}
+        power = _reading(_number(values, "power_w"))
+        if "apparent_power_va" in values:
+            power["ApparentVA"] = round(_number(values, "apparent_power_va"), 3)
+        if "power_factor" in values:
+            power["PowerFactor"] = round(_number(values, "power_factor"), 6)
         docs[f"{s}/Metrics"] = {
-            "@odata.id": f"{s}/Metrics", "Id": "Metrics", "Name": "Shelf metrics",
+            "@odata.id": f"{s}/Metrics", "Id": "Metrics", "Name": f"{equipment} metrics",
             "@odata.type": "#PowerDistributionMetrics.v1_3_0.PowerDistributionMetrics",
-            "PowerWatts": _reading(_number(values, "power_w")),
+            "PowerWatts": power,
             "EnergykWh": {"LifetimeReading": round(_number(values, "energy_wh") / 1000.0, 6)}}
         amps, volts = _rows(values, "current_a"), _rows(values, "voltage_v")
         docs[f"{s}/Mains"] = _collection(f"{s}/Mains", "Circuit", [f"{s}/Mains/AC1"])
         docs[f"{s}/Mains/AC1"] = {
             "@odata.id": f"{s}/Mains/AC1", "@odata.type": "#Circuit.v1_7_0.Circuit", "Id": "AC1",
-            "Name": "Shelf input", "Status": {"State": "Enabled", "Health": "OK"},
+            "Name": "Input", "Status": {"State": "Enabled", "Health": "OK"},
             "PhaseWiringType": "ThreePhase5Wire",
             "FrequencyHz": _reading(_number(values, "frequency_hz")),
             "PolyPhaseCurrentAmps": {f"Line{i}": _reading(amps.get(str(i), 0.0)) for i in (1, 2, 3)},
             "PolyPhaseVoltage": {f"Line{i}ToNeutral": _reading(volts.get(str(i), 0.0))
                                  for i in (1, 2, 3)}}
+        return docs
+
+    def _pdu(self, values: Mapping[str, PointValue]) -> RedfishImage:
+        s = self.uri
+        docs = self._power_distribution(values, "RackPDU", {"Outlets": "Outlets"})
+        watts, amps = _rows(values, "outlet_power_w"), _rows(values, "outlet_current_a")
+        ids = [f"OUTLET{o}" for o in watts]
+        docs[f"{s}/Outlets"] = _collection(f"{s}/Outlets", "Outlet",
+                                           [f"{s}/Outlets/{o}" for o in ids])
+        for row, oid in zip(watts, ids, strict=True):
+            docs[f"{s}/Outlets/{oid}"] = {
+                "@odata.id": f"{s}/Outlets/{oid}", "@odata.type": "#Outlet.v1_4_0.Outlet",
+                "Id": oid, "Name": f"Outlet {row}", "Status": {"State": "Enabled", "Health": "OK"},
+                "PowerWatts": _reading(watts[row]), "CurrentAmps": _reading(amps.get(row, 0.0))}
+        return docs
+
+    def _shelf(self, values: Mapping[str, PointValue]) -> RedfishImage:
+        s = self.uri
+        docs = self._power_distribution(values, "PowerShelf", {"PowerSupplies": "PowerSupplies"})
         healthy = _rows(values, "supply_healthy")
         out = _rows(values, "supply_power_w")
-        ids = [f"PSU{i}" for i in range(1, SUPPLIES + 1)]
+        capacity = _rows(values, "supply_capacity_w")
+        ids = list(healthy)
         docs[f"{s}/PowerSupplies"] = _collection(f"{s}/PowerSupplies", "PowerSupply",
                                                  [f"{s}/PowerSupplies/{p}" for p in ids])
         for p in ids:
             u = f"{s}/PowerSupplies/{p}"
-            ok = healthy.get(p, 1.0) >= 0.5
+            ok = healthy[p] >= 0.5
             docs[u] = {"@odata.id": u, "@odata.type": "#PowerSupply.v1_5_0.PowerSupply", "Id": p,
                        "Name": p, "Status": {"State": "Enabled", "Health": "OK" if ok else "Critical"},
-                       "PowerCapacityWatts": SUPPLY_CAPACITY_W, "Metrics": _link(f"{u}/Metrics")}
+                       "PowerCapacityWatts": capacity.get(p, 0.0), "Metrics": _link(f"{u}/Metrics")}
             docs[f"{u}/Metrics"] = {
                 "@odata.id": f"{u}/Metrics", "Id": "Metrics", "Name": f"{p} metrics",
                 "@odata.type": "#PowerSupplyMetrics.v1_1_0.PowerSupplyMetrics",
@@ -189,10 +218,12 @@ def _root(kinds: set[Kind]) -> RedfishImage:
                                       "SelectQuery": True},
         "SessionService": _link(f"{V1}/SessionService"), "Links": {"Sessions": _link(SESSIONS)}}
     docs: RedfishImage = {V1: root}
-    if Kind.SHELF in kinds:
+    power = {"PowerShelves": Kind.SHELF, "RackPDUs": Kind.PDU}
+    if kinds & set(power.values()):
         root["PowerEquipment"] = _link(f"{V1}/PowerEquipment")
-        docs[f"{V1}/PowerEquipment"] = {"@odata.id": f"{V1}/PowerEquipment", "Id": "PowerEquipment",
-                                        "PowerShelves": _link(f"{V1}/PowerEquipment/PowerShelves")}
+        docs[f"{V1}/PowerEquipment"] = {
+            "@odata.id": f"{V1}/PowerEquipment", "Id": "PowerEquipment",
+            **{name: _link(COLLECTIONS[k]) for name, k in power.items() if k in kinds}}
     if Kind.CDU in kinds:
         root["ThermalEquipment"] = _link(f"{V1}/ThermalEquipment")
         docs[f"{V1}/ThermalEquipment"] = {"@odata.id": f"{V1}/ThermalEquipment",
@@ -210,12 +241,11 @@ class RedfishSimService:
         self.tokens: set[str] = set()
         self.requests = 0
         self._static = _root({e.kind for e in devices.values()})
-        for kind, coll in ((Kind.SHELF, f"{V1}/PowerEquipment/PowerShelves"),
-                           (Kind.CDU, f"{V1}/ThermalEquipment/CDUs")):
+        for kind, coll in COLLECTIONS.items():
             members = [e.uri for e in devices.values() if e.kind == kind]
             if members:
-                self._static[coll] = _collection(coll, "PowerDistribution" if kind == Kind.SHELF
-                                                 else "CoolingUnit", members)
+                self._static[coll] = _collection(coll, "CoolingUnit" if kind == Kind.CDU
+                                                 else "PowerDistribution", members)
         self._runner: web.AppRunner | None = None
         self.port = 0
 

@@ -111,6 +111,11 @@ class Hostile:
                 await asyncio.sleep(5)
             if not self.authorized(request):
                 return web.json_response({"error": "auth"}, status=401)
+            if self.mode == "drop-once" and path != "/redfish/v1":
+                self.mode = "ok"  # like a BMC closing an idle keep-alive connection
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=204)
             if self.mode == "500" and path != "/redfish/v1":
                 return web.Response(status=500, text="internal error")
             if self.mode == "html" and path != "/redfish/v1":
@@ -238,6 +243,15 @@ async def test_bad_answers_mark_the_device_down(mode: str, kind: str,
     assert result.values == {}
     if mode == "html":
         assert "text/html" in (result.error or "") and "<html>" in (result.error or "")
+
+
+async def test_a_dropped_keepalive_connection_is_retried(
+        hostile_factory: Callable[..., Any]) -> None:
+    service, port = await hostile_factory("redfish-power-shelf")
+    service.mode = "drop-once"
+    (result,) = await poll(device("redfish-power-shelf", port, CREDS))
+    assert result.up, result.error
+    assert service.mode == "ok"  # the drop did happen
 
 
 async def test_missing_properties_lose_only_their_points(hostile_factory: Callable[..., Any]) -> None:

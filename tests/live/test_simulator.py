@@ -27,7 +27,7 @@ import yaml
 from dcim.compute.cooling import heat_removed_w
 from dcim.coolant import COOLANTS
 from dcim.points import Kind
-from dcim.profile import ModbusProfile, ProfileRegistry, SnmpProfile
+from dcim.profile import ModbusProfile, ProfileRegistry, RedfishProfile, SnmpProfile
 from dcim.sim import presets, vendors
 from dcim.sim.child import SimulatorProcess
 from dcim.sim.model import Controls, Physics
@@ -195,6 +195,7 @@ def _site_for(profile: str, device_id: str) -> SimSite:
     rack = SimRack(id="r01", cap_kw=190.0, base_kw=130.0, job=0, row="a", hall="h1")
     extra: dict[str, Any] = {
         Kind.PDU: {"rack": "r01", "feed": "A"},
+        Kind.SHELF: {"rack": "r01", "feed": "A"},
         Kind.METER: {"share": 1.0},
         Kind.UPS: {"carries": (("r01", "A"), ("r01", "B")), "rated_w": 400_000.0},
         Kind.CDU: {"serves": ("r01",)},
@@ -207,6 +208,8 @@ def _site_for(profile: str, device_id: str) -> SimSite:
 def _resolution(profile: Any, point: str, world: World, device_id: str) -> float:
     """Half of one raw step of the point's primary source: the rounding the wire allows."""
     src = profile.points[point]
+    if isinstance(profile, RedfishProfile):
+        return 0.0005 * src.scale  # the simulator's Redfish readings carry 3 decimals
     hints = vendors.hints_for(profile.name)
     if isinstance(profile, SnmpProfile):
         digits = hints.decimals.get(point, 0) if src.decimals else 0
