@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
+from cryptography.hazmat.primitives.ciphers.modes import ECB
 
 try:  # cryptography >= 43 files CFB under "decrepit"; the primitives alias warns, then goes
     from cryptography.hazmat.decrepit.ciphers.modes import CFB
@@ -266,6 +267,24 @@ def decrypt(key: bytes | AES, boots: int, etime: int, salt: bytes, ciphertext: b
     return dec.update(ciphertext) + dec.finalize()
 
 
+def block_encryptor(key: AES) -> CipherContext:
+    """An AES-ECB encryptor for `cfb_decrypt`, made once per key and reused."""
+    return Cipher(key, ECB()).encryptor()
+
+
+def cfb_decrypt(ecb: CipherContext, boots: int, etime: int, salt: bytes, ciphertext: bytes) -> bytes:
+    """`decrypt` without a cipher context per message: CFB-128's keystream blocks are the
+    encryptions of the IV and of every ciphertext block but the last, all known up front, so
+    one ECB call makes them and one integer XOR applies them."""
+    n = len(ciphertext)
+    if not n:
+        return b""
+    iv = boots.to_bytes(4, "big") + etime.to_bytes(4, "big") + salt
+    stream = ecb.update(iv + ciphertext[: (n - 1) // 16 * 16])
+    plain = int.from_bytes(ciphertext, "big") ^ int.from_bytes(stream[:n], "big")
+    return plain.to_bytes(n, "big")
+
+
 # ---------------------------------------------------------------------------------------------
 # Time
 
@@ -316,8 +335,8 @@ class UsmSession:
     change (keys localized to the agent's engine ID, hash name, MAC length, flags), computed
     once. `clock` None is discovery (no user either)."""
 
-    __slots__ = ("aes", "answered", "auth_key", "clock", "flags", "hash_name", "mac_len", "priv",
-                 "user", "zeros")
+    __slots__ = ("aes", "answered", "auth_key", "clock", "ecb", "flags", "hash_name", "mac_len",
+                 "priv", "user", "zeros")
 
     def __init__(self, user: UsmUser | None, clock: EngineClock | None) -> None:
         self.answered = False  # a Response came back (set by the client)
@@ -329,10 +348,13 @@ class UsmSession:
         self.mac_len = 0
         self.auth_key = b""
         self.aes: AES | None = None
+        self.ecb: CipherContext | None = None
         if user is not None and user.auth is not None and clock is not None:
             keys = localized_keys(user, clock.engine_id)
             self.hash_name, self.mac_len = user.auth.value
             self.auth_key, self.aes = keys.auth_key, keys.aes
+            if self.aes is not None:
+                self.ecb = block_encryptor(self.aes)
         self.zeros = bytes(self.mac_len)
 
     def wrap(self, msg_id: int, pdu_tlv: bytes, salt: int, now: float) -> bytes:
@@ -386,11 +408,11 @@ class UsmSession:
             raise UsmDrop(UsmErrorKind.WRONG_DIGEST, "digest does not match")
         data = msg.data
         if msg.flags & _PRIV:
-            if self.aes is None:
+            if self.ecb is None:
                 raise UsmDrop(None, "encrypted answer to an unencrypted request")
             if len(usm.priv_params) != 8:
                 raise UsmDrop(UsmErrorKind.DECRYPTION_ERROR, "msgPrivacyParameters is not 8 octets")
-            data = decrypt(self.aes, usm.engine_boots, usm.engine_time, usm.priv_params, data)
+            data = cfb_decrypt(self.ecb, usm.engine_boots, usm.engine_time, usm.priv_params, data)
         elif self.priv:
             scoped = _scoped(data, UsmErrorKind.DECRYPTION_ERROR)
             if scoped.pdu.type is not PduType.REPORT:

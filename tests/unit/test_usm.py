@@ -14,6 +14,7 @@ from typing import Any
 
 import pysnmp.hlapi.v3arch.asyncio  # noqa: F401 - imports pysnmp's modules in working order
 import pytest
+from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder as ber_decoder
@@ -51,6 +52,8 @@ from dcim.snmp.security import (
     UsmDrop,
     UsmErrorKind,
     UsmUser,
+    block_encryptor,
+    cfb_decrypt,
     decrypt,
     discovery_request,
     encrypt,
@@ -139,6 +142,18 @@ def test_aes_cfb_decrypts_with_pysnmp(priv: PrivProtocol) -> None:
     theirs = PYSNMP_PRIV[priv]().decrypt_data(univ.OctetString(key), (3, 500, list(salt)),
                                               univ.OctetString(ciphertext))
     assert bytes(theirs) == plain == decrypt(key, 3, 500, salt, ciphertext)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=16, max_size=16) | st.binary(min_size=32, max_size=32),
+       boots=st.integers(0, 2**31 - 1), etime=st.integers(0, 2**31 - 1),
+       salt=st.binary(min_size=8, max_size=8), plain=st.binary(max_size=200))
+def test_cfb_decrypt_with_one_ecb_call_equals_cfb(key: bytes, boots: int, etime: int,
+                                                  salt: bytes, plain: bytes) -> None:
+    ciphertext = encrypt(key, boots, etime, salt, plain)
+    ecb = block_encryptor(AES(key))
+    assert cfb_decrypt(ecb, boots, etime, salt, ciphertext) == plain
+    assert cfb_decrypt(ecb, boots, etime, salt, ciphertext) == plain  # the context is reusable
 
 
 def test_user_validation() -> None:
