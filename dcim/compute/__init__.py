@@ -39,8 +39,9 @@ def _device_status(device_id: str, site: Site, state: Mapping[str, DeviceState],
     return DeviceStatus(
         id=device_id, profile=spec.profile.name, kind=str(spec.kind),
         up=bool(last and last.up), fresh=fresh,
-        values=dict(last.values) if fresh and last else {},
-        errors=dict(last.errors) if last else {},
+        # A poll's mappings are never changed after the poll: shared, not copied every tick.
+        values=last.values if fresh and last else {},
+        errors=last.errors if last else {},
         last_poll=last.time if last else None,
         last_success=st.last_success if st else None,
         poll_duration=last.duration if last else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dcim.readings import PointValue
 from dcim.site import DeviceSpec
 from dcim.state import DeviceState
 
@@ -16,30 +17,42 @@ class Inputs:
         self._devices = devices
         self._state = state
         self.now = now
+        # A device is asked for by its rack, PUE, CDU, overhead and status: decide once a tick.
+        self._fresh: dict[str, Mapping[str, PointValue] | None] = {}
+
+    def _values(self, device_id: str) -> Mapping[str, PointValue] | None:
+        try:
+            return self._fresh[device_id]
+        except KeyError:
+            pass
+        st = self._state.get(device_id)
+        values = None
+        if st is not None and st.last.up and \
+                self.now - st.last.time <= self._devices[device_id].max_age:
+            values = st.last.values
+        self._fresh[device_id] = values
+        return values
 
     def is_fresh(self, device_id: str) -> bool:
         """The device's latest poll succeeded and is recent enough."""
-        st = self._state.get(device_id)
-        if st is None or not st.last.up:
-            return False
-        return self.now - st.last.time <= self._devices[device_id].max_age
+        return self._values(device_id) is not None
 
     def value(self, device_id: str, point: str) -> float | Mapping[str, float] | None:
         """A fresh value as read (one number or rows), or None."""
-        if not self.is_fresh(device_id):
-            return None
-        return self._state[device_id].last.values.get(point)
+        values = self._values(device_id)
+        return None if values is None else values.get(point)
 
     def number(self, device_id: str, point: str) -> float | None:
         """A fresh scalar value (a per-row point is summed), or None."""
-        if not self.is_fresh(device_id):
+        values = self._values(device_id)
+        if values is None:
             return None
-        value = self._state[device_id].last.values.get(point)
+        value = values.get(point)
         if value is None:
             return None
-        if isinstance(value, Mapping):
-            return float(sum(value.values()))
-        return float(value)
+        if isinstance(value, float | int):
+            return float(value)
+        return float(sum(value.values()))
 
     def total(self, points: Mapping[str, str]) -> tuple[float | None, tuple[str, ...]]:
         """Sum of device->point values; None plus the missing devices if any is missing."""

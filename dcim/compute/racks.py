@@ -11,8 +11,8 @@ def rack_power(rack: RackSpec, inputs: Inputs) -> RackPower:
     """A rack's power; the total is withheld unless every device of every feed is fresh."""
     feeds: dict[str, float | None] = {}
     missing: list[str] = []
-    for feed, devices in rack.feeds.items():
-        feeds[feed], feed_missing = inputs.total({d: "power_w" for d in devices})
+    for feed, points in rack.feed_points.items():
+        feeds[feed], feed_missing = inputs.total(points)
         missing.extend(feed_missing)
     complete = bool(feeds) and not missing
     power = sum(v for v in feeds.values() if v is not None) if complete else None

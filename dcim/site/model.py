@@ -113,6 +113,11 @@ class RackSpec:
         """All devices feeding the rack."""
         return tuple(d for ids in self.feeds.values() for d in ids)
 
+    @cached_property
+    def feed_points(self) -> Mapping[str, Mapping[str, str]]:
+        """feed -> {device: the point its power is read from}, built once per load."""
+        return {feed: {d: "power_w" for d in ids} for feed, ids in self.feeds.items()}
+
 
 @dataclass(frozen=True)
 class TenantSpec:
