@@ -16,15 +16,42 @@ from support.servers import free_port, http_request, wait_until
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Samples by full series name (`name{labels}`), plus the first sample under the bare name."""
+    """Samples by full series name (`name{labels}`), plus the first sample under the bare name.
+
+    Each series is also filed under its labels in sorted order, so a test may name a series
+    with its labels in any order the exposition does not promise.
+    """
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue
         name, _, value = line.rpartition(" ")
-        out.setdefault(name.split("{")[0], float(value))
+        bare, brace, labels = name.partition("{")
+        out.setdefault(bare, float(value))
         out[name] = float(value)
+        if brace:
+            out[f"{bare}{{{','.join(sorted(_split_labels(labels.removesuffix('}'))))}}}"] = float(value)
     return out
+
+
+def _split_labels(text: str) -> list[str]:
+    """`a="x",b="y,z"` -> ['a="x"', 'b="y,z"'] (commas inside quoted values kept)."""
+    parts, current, quoted, escaped = [], "", False, False
+    for ch in text:
+        if ch == "," and not quoted:
+            parts.append(current)
+            current = ""
+            continue
+        current += ch
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+    if current:
+        parts.append(current)
+    return parts
 
 
 class DaemonProcess:
