@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dcim.compute import compute
 from dcim.compute.snapshot import Published
+from dcim.daemon import heap
 from dcim.daemon.coordinator import Coordinators, DeviceCoordinator
 from dcim.daemon.energy_store import StateError
 from dcim.daemon.ledger import EnergyLedger
@@ -138,6 +139,7 @@ class Daemon:
         self.coordinators.sync(site.devices.values())
         await running.outputs.start(site)
         running.scheduler.set_devices(self._polled(site))
+        heap.settle()
         log.info("dcim polling %d devices of site %s; metrics on http://%s:%d/metrics",
                  len(site.devices), site.name, exporter.host, exporter.port)
         self.notifier.ready(status_line(self.site, self.published))
@@ -238,6 +240,8 @@ class Daemon:
                 old.max_in_flight != site.max_in_flight:
             log.warning("the Prometheus listener and polling.max_in_flight keep their running "
                         "values until dcim restarts")
+        del old
+        heap.settle()  # frees the previous site model, freezes the new one
         self._changed = True
         log.info("config reloaded: %d devices%s", len(site.devices),
                  f"; restarted {', '.join(restarted)}" if restarted else "")
