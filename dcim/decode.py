@@ -438,6 +438,8 @@ def _apparent(current: PointValue, voltage: PointValue,
 
 def _violation(rule: PowerWithinVa | AtLeast, values: Mapping[str, PointValue],
                line_to_line: bool) -> str | None:
+    if rule.unless is not None and _total(values[rule.unless]) == 1:
+        return None
     if isinstance(rule, PowerWithinVa):
         carried = _apparent(values[rule.current], values[rule.voltage], line_to_line)
         if carried is None:
@@ -449,8 +451,6 @@ def _violation(rule: PowerWithinVa | AtLeast, values: Mapping[str, PointValue],
         if va >= rule.min_va and watts < rule.min_power_factor * va:
             return f"{watts:g} W while {amps:.4g} A flows at {volts:.4g} V"
         return None
-    if rule.unless is not None and _total(values[rule.unless]) == 1:
-        return None
     larger, smaller = _total(values[rule.larger]), _total(values[rule.smaller])
     if larger < smaller * (1 - rule.tolerance) - rule.slack:
         unit = POINTS[rule.smaller].unit
@@ -460,9 +460,8 @@ def _violation(rule: PowerWithinVa | AtLeast, values: Mapping[str, PointValue],
 
 
 def _rule_points(rule: PowerWithinVa | AtLeast) -> tuple[str, ...]:
-    if isinstance(rule, PowerWithinVa):
-        return (rule.power, rule.current, rule.voltage)
-    needed = (rule.larger, rule.smaller)
+    needed = ((rule.power, rule.current, rule.voltage) if isinstance(rule, PowerWithinVa)
+              else (rule.larger, rule.smaller))
     return (*needed, rule.unless) if rule.unless is not None else needed
 
 

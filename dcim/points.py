@@ -186,11 +186,15 @@ class PowerWithinVa:
     slack_w: float = 50.0
     min_power_factor: float = 0.2
     min_va: float = 500.0
+    # Skip the rule while this point reads 1 (a UPS's input on battery).
+    unless: str | None = None
+    # Whether a violation refuses the current too (not when the power is another side's).
+    with_current: bool = True
 
     @property
     def refuses(self) -> tuple[str, ...]:
         """The points a violation makes unavailable."""
-        return (self.power, self.current)
+        return (self.power, self.current) if self.with_current else (self.power,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,10 @@ RULES: dict[Kind, tuple[Rule, ...]] = {
                  AtLeast("apparent_power_va", "power_w", why="active power above apparent power")),
     # UPS-MIB's per-line voltage and current are the output side (see collectors/snmp/ups-mib).
     Kind.UPS: (PowerWithinVa("output_power_w"),
+               # The input carries the output, the losses and battery charging: against the
+               # output's volts x amps it may be up to 50 % + 1 kW higher, never near zero.
+               PowerWithinVa("input_power_w", tolerance=0.5, slack_w=1000.0,
+                             unless="on_battery", with_current=False),
                AtLeast("input_power_w", "output_power_w", unless="on_battery",
                        why="input below output while not on battery")),
 }

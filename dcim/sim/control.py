@@ -4,7 +4,9 @@
     GET  /devices/{id}                   one device's values (model and as dcim decodes them)
     POST /racks/{id}/load                {"kw": 150}   (null: follow the load model again)
     POST /devices/{id}/fail              {"mode": "timeout" | "garbage" | "exception" | "slow"
-                                          | Redfish: "unauthorized" | "http500" | "html"}
+                                          | Redfish: "unauthorized" | "http500" | "html"
+                                          | lies: "zero-power" | "tenfold-power"
+                                          | "tenfold-voltage" | "energy-glitch"}
     POST /devices/{id}/recover
     POST /racks/{id}/feeds/{feed}/fail   and .../recover
     POST /cdus/{id}/leak                 {"active": true}

@@ -16,12 +16,13 @@ from dcim.points import Kind
 from dcim.profile import Profile, ProfileRegistry
 from dcim.sim import vendors
 from dcim.sim.canonical import SHELF_SUPPLIES, Canonical, PointValue, metered_power_w
+from dcim.sim.lies import LIE_MODES, lie
 from dcim.sim.model import FEEDS, Controls, Physics, WorldState
 from dcim.sim.redfish import REDFISH_MODES, RedfishImage
 from dcim.sim.topology import SimDevice, SimSite
 from dcim.sim.wire import Encoder, ModbusImage, SnmpEncoder, SnmpImage, encoder_for
 
-FAIL_MODES = ("timeout", "garbage", "exception", "slow", *REDFISH_MODES)
+FAIL_MODES = ("timeout", "garbage", "exception", "slow", *REDFISH_MODES, *LIE_MODES)
 MAX_CATCH_UP_S = 120  # after a longer stall, integrate the gap in one step
 
 
@@ -107,6 +108,9 @@ class World:
         if served is None or served.version != self.version:
             dev = self.site.devices_by_id[dev_id]
             values = self.canonical.values(dev, self.state, self.controls, self.energy.get(dev_id))
+            mode = self.modes.get(dev_id)
+            if mode in LIE_MODES:
+                values = lie(mode, values)
             encoder = self.encoders[dev_id]
             image: SnmpImage | ModbusImage | RedfishImage
             if isinstance(encoder, SnmpEncoder):
@@ -181,11 +185,13 @@ class World:
         if mode in REDFISH_MODES and self.profiles[dev.id].protocol != "redfish":
             raise ActionError(400, f"mode {mode!r} is an HTTP fault; '{dev.id}' is not on Redfish")
         self.modes[dev.id] = str(mode)
+        self.version += 1  # a lie changes what the device serves
         return {"device": dev.id, "mode": mode}
 
     def _recover_device(self, action: dict[str, Any]) -> dict[str, Any]:
         dev = self._device(action.get("device"))
         self.modes.pop(dev.id, None)
+        self.version += 1
         return {"device": dev.id, "mode": None}
 
     def _feed(self, action: dict[str, Any], failed: bool) -> dict[str, Any]:

@@ -64,8 +64,8 @@ NO_DATA_ON_TINY = {
     ("dcim / Liquid cooling", "Chiller COP"): "the tiny preset has no chiller",
     ("dcim / Liquid cooling", "Chilled-water supply temperature"): "the tiny preset has no chiller",
     ("dcim / Liquid cooling", "Chiller faults"): "the tiny preset has no chiller",
-    ("dcim / Collector health", "Rejected readings"):
-        "the simulator has no control that makes a device send implausible values",
+    ("dcim / Rack power", "Shelf redundancy"): "the tiny preset has no power shelf",
+    ("dcim / Rack power", "Shelf supplies healthy / installed"): "the tiny preset has no power shelf",
 }
 
 
@@ -328,6 +328,23 @@ def test_rules_dashboards_and_alertmanager_on_a_live_site(
     wait_delivered(webhook, "dcim-tickets", "DcimDeviceDown", status="resolved", device="main-1")
     with_data |= queries_with_data(prometheus)
 
+    # 5. The facility meter answers but lies: 0 W while its current flows. dcim refuses the
+    # reading as implausible, counts it with that reason, and withholds PUE, never a wrong one.
+    simulator.post("/devices/r01-pdu-a/recover")
+    prometheus.wait_for(f'dcim_pue_ratio{{site="{SITE}"}}', timeout=60)
+    simulator.post("/devices/main-1/fail", {"mode": "zero-power"})
+    lie = wait_firing(prometheus, "DcimDeviceInvalidReadings", device="main-1",
+                      reason="implausible")
+    assert lie["severity"] == "warning"
+    wait_firing(prometheus, "DcimPueWithheld", site=SITE)
+    assert not prometheus.query(f'dcim_pue_ratio{{site="{SITE}"}}')
+    sent = wait_delivered(webhook, "dcim-tickets", "DcimDeviceInvalidReadings", device="main-1")
+    assert sent["annotations"]["summary"].endswith("dcim refuses: implausible")
+    assert "(points: current_a power_w)" in sent["annotations"]["description"]
+    with_data |= queries_with_data(prometheus)  # the rejected-readings panel has data now
+    simulator.post("/devices/main-1/recover")
+    prometheus.wait_for(f'dcim_pue_ratio{{site="{SITE}"}}', timeout=60)
+
     # Every dashboard query returned data at some point, except where the preset has nothing.
     empty = {}
     for key, where, _ in panel_queries():
@@ -336,7 +353,7 @@ def test_rules_dashboards_and_alertmanager_on_a_live_site(
     assert set(empty) == set(NO_DATA_ON_TINY), {k: v for k, v in empty.items()
                                                  if k not in NO_DATA_ON_TINY}
 
-    # 5. dcim itself goes away: its target is down, then nothing reports for the site.
+    # 6. dcim itself goes away: its target is down, then nothing reports for the site.
     assert daemon.stop() == 0
     dcim_down = wait_firing(prometheus, "DcimDown", instance=daemon.address)
     assert dcim_down["severity"] == "critical"

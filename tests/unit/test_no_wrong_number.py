@@ -45,7 +45,8 @@ PDU_FAULTS = ["none", "power_tenfold", "power_tenth", "zero_power", "decimals_ov
 METER_FAULTS = ["none", "sf_overflow", "sf_underflow", "power_tenfold", "zero_power",
                 "negative_power", "sentinel"]
 UPS_FAULTS = ["none", "sentinel_16", "sentinel_32", "negative_row", "zero_input",
-              "voltage_tenfold", "current_hundredfold", "zero_output"]
+              "voltage_tenfold", "current_hundredfold", "zero_output", "zero_both",
+              "input_tenfold"]
 
 phase_amps = st.integers(min_value=5, max_value=60)
 power_factor = st.floats(min_value=0.85, max_value=1.0)
@@ -151,6 +152,10 @@ def ups_data(amps: list[int], pf: float, fault: str) -> tuple[SnmpData, float]:
             deci_amps = [a * 100 for a in amps]
         case "zero_output":
             out_w = [0, 0, 0]
+        case "zero_both":
+            in_w, out_w = [0, 0, 0], [0, 0, 0]
+        case "input_tenfold":
+            in_w = [w * 10 for w in in_w]
     data = SnmpData(
         scalars={UPS + "4.1.0": 3, UPS + "2.1.0": 2, UPS + "2.3.0": 30, UPS + "2.4.0": 100,
                  UPS + "4.2.0": 500},
@@ -202,7 +207,8 @@ def test_pue_and_rack_power_are_the_truth_or_withheld(
     if pdu_fault not in ("none", "negative_pole_current", "voltage_tenfold"):
         assert rack is None and pue is None
     if meter_fault != "none" or ups_fault in ("sentinel_16", "sentinel_32", "negative_row",
-                                              "zero_input"):
+                                              "zero_input", "zero_both", "input_tenfold",
+                                              "current_hundredfold"):
         assert pue is None
     for name, out in decoded.items():
         assert all(e.message for e in out.errors.values()), (name, out.errors)
