@@ -536,12 +536,18 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
         raise SnmpDecodeError(f"malformed message: {exc}") from exc
 
 
-def _decode(data: bytes) -> Message:
+def _message_start(data: bytes) -> tuple[int, int, int]:
+    """msgVersion, where what follows it starts, and where the message ends (= its size)."""
     size = len(data)
     start, end = _header(data, 0, size, 0x30)
     if end != size:
         raise SnmpDecodeError("trailing bytes after the message")
     version, i = _int32(data, start, end)
+    return version, i, end
+
+
+def _decode(data: bytes) -> Message:
+    version, i, end = _message_start(data)
     if version != V1 and version != V2C:
         raise SnmpDecodeError(f"unsupported SNMP version {version}")
     cstart, i = _header(data, i, end, 0x04)
@@ -789,11 +795,7 @@ def _uint31(data: bytes, i: int, limit: int, what: str) -> tuple[int, int]:
 
 
 def _decode_v3(data: bytes) -> V3Message:
-    size = len(data)
-    start, end = _header(data, 0, size, 0x30)
-    if end != size:
-        raise SnmpDecodeError("trailing bytes after the message")
-    version, i = _int32(data, start, end)
+    version, i, end = _message_start(data)
     if version != V3:
         raise SnmpDecodeError(f"not an SNMPv3 message (version {version})")
     hstart, hend = _header(data, i, end, 0x30)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from support.modbus_server import serve_modbus_fixtures
+from support.polling import device, poll
 from support.profiles import (
     SNMP_FIXTURES,
     assert_golden,
@@ -27,7 +28,6 @@ from support.servers import SnmpdServer, SnmpsimServer
 
 from dcim.drivers.poller import Poller
 from dcim.profile import ModbusProfile, SnmpProfile
-from dcim.readings import PollResult
 from dcim.site import DeviceSpec, SnmpAuth
 
 REGISTRY = shipped_registry()
@@ -42,26 +42,6 @@ def fixture_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SnmpsimS
     server = registry.add(SnmpsimServer(registry.workdir("snmpsim"), SNMP_FIXTURES))
     yield server
     registry.stop_all()
-
-
-def device(profile: Any, port: int, auth: SnmpAuth | None = None, unit: int = 1,
-           timeout: float = 2.0) -> DeviceSpec:
-    return DeviceSpec(id=profile.name, profile=profile, host="127.0.0.1", port=port, unit=unit,
-                      interval=10.0, timeout=timeout, retries=1, max_age=30.0, auth=auth,
-                      rack_cap_w=190_000.0 if profile.kind == "pdu" else None)
-
-
-def poll(spec: DeviceSpec, engine: str, monkeypatch: pytest.MonkeyPatch) -> PollResult:
-    monkeypatch.setenv("DCIM_SNMP_ENGINE", engine)
-
-    async def go() -> PollResult:
-        poller = Poller()
-        try:
-            return await poller.poll(spec)
-        finally:
-            await poller.close()
-
-    return asyncio.run(go())
 
 
 @pytest.mark.parametrize("engine", ["fast", "pysnmp"])

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from support.polling import device, poll
 from support.profiles import assert_golden, golden_of, shipped_registry, snmp_fixture_path
 from support.registry import (
     SNMP_V3_MATRIX,
@@ -28,8 +29,7 @@ from support.snmprec import snmpd_values
 from dcim.drivers.poller import Poller
 from dcim.drivers.snmp import FastClient
 from dcim.profile import SnmpProfile
-from dcim.readings import PollResult
-from dcim.site import DeviceSpec, SnmpAuth
+from dcim.site import SnmpAuth
 from dcim.snmp.client import SnmpClient, SnmpTimeout, UsmError
 from dcim.snmp.codec import (
     MsgFlags,
@@ -55,25 +55,6 @@ REGISTRY = shipped_registry()
 SNMP_PROFILES = [p for p in REGISTRY.all() if isinstance(p, SnmpProfile)]
 BENCH_USERS = [v3_user("SHA", "AES"), v3_user("SHA256", "AES256")]
 SYS_NAME_OID = "1.3.6.1.2.1.1.5.0"
-
-
-def device(profile: SnmpProfile, port: int, auth: SnmpAuth, timeout: float = 2.0) -> DeviceSpec:
-    return DeviceSpec(id=profile.name, profile=profile, host="127.0.0.1", port=port, unit=1,
-                      interval=10.0, timeout=timeout, retries=1, max_age=30.0, auth=auth,
-                      rack_cap_w=190_000.0 if profile.kind == "pdu" else None)
-
-
-def poll(spec: DeviceSpec, engine: str, monkeypatch: pytest.MonkeyPatch) -> PollResult:
-    monkeypatch.setenv("DCIM_SNMP_ENGINE", engine)
-
-    async def go() -> PollResult:
-        poller = Poller()
-        try:
-            return await poller.poll(spec)
-        finally:
-            await poller.close()
-
-    return asyncio.run(go())
 
 
 # --- every fixture, both engines, over v3 ------------------------------------------------------
