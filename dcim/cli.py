@@ -243,6 +243,52 @@ def run(
     raise typer.Exit(asyncio.run(daemon.run()))
 
 
+@app.command()
+def report(
+    config: ConfigOpt,
+    period: Annotated[str | None, typer.Option(
+        help="A billing month, YYYY-MM, from midnight on the 1st in each tenant's time zone.")
+    ] = None,
+    from_: Annotated[str | None, typer.Option(
+        "--from", help="Start instant, ISO 8601 (no offset: UTC), on a quarter hour.")] = None,
+    to: Annotated[str | None, typer.Option(
+        help="End instant (exclusive), ISO 8601, on a quarter hour.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant id.")] = None,
+    format_: Annotated[str, typer.Option(
+        "--format", help="table, csv (columns: docs/tenants.md) or json.")] = "table",
+    state_dir: Annotated[Path | None, typer.Option(
+        help="Where `dcim run` keeps state.db (default: the config's state_dir, else the "
+             "daemon's default).")] = None,
+) -> None:
+    """Tenant energy, demand and cost for a period, from the daemon's interval ledger."""
+    import time
+
+    from dcim.compute.billing import PeriodError
+    from dcim.daemon.intervals import read_recorded
+    from dcim.daemon.runtime import default_state_dir
+    from dcim.report import FORMATS, Period, build, ledger_path, windows
+
+    site = _load(config)
+    if format_ not in FORMATS:
+        _fail_config([f"--format {format_!r}: give table, csv or json"])
+    if (period is None) == (from_ is None and to is None) or (period is None and None in (from_, to)):
+        _fail_config(["give --period YYYY-MM, or both --from and --to (not both kinds)"])
+    try:
+        tenant_windows, site_window = windows(site, Period(period, from_, to), tenant)
+    except PeriodError as exc:
+        _fail_config([str(exc)])
+    starts = [w.start for w in (*tenant_windows.values(), site_window)]
+    ends = [w.end for w in (*tenant_windows.values(), site_window)]
+    path = ledger_path(state_dir or site.state_dir or default_state_dir())
+    try:
+        recorded = read_recorded(path, min(starts), max(ends))
+    except FileNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    result = build(site, recorded, tenant_windows, site_window, time.time())
+    typer.echo(FORMATS[format_](result), nl=False)
+
+
 def poll_json(result: PollResult, profile: str) -> dict[str, object]:
     """The `dcim poll --json` object (README "Commands")."""
     errors = {name: {"reason": str(e.reason), "message": e.message}

@@ -10,6 +10,7 @@ from dcim.compute.pue import live_pue
 from dcim.compute.racks import rack_power
 from dcim.compute.shelves import shelf_redundancy
 from dcim.compute.snapshot import DeviceStatus, Overhead, PueResult, Snapshot
+from dcim.compute.tenants import tenant_power, unassigned_power
 from dcim.points import Kind
 from dcim.site import Site
 from dcim.state import DeviceState
@@ -27,7 +28,8 @@ def compute(site: Site, state: Mapping[str, DeviceState], now: float) -> Snapsho
                for d in site.ids_by_kind.get(Kind.SHELF, ())}
     devices = {d.id: _device_status(d.id, site, state, inputs) for d in site.devices.values()}
     return Snapshot(site=site.name, time=now, pue=pue, racks=racks, cdus=cdus, devices=devices,
-                    overhead=_overhead(site, inputs, pue), shelves=shelves)
+                    overhead=_overhead(site, inputs, pue), shelves=shelves,
+                    tenants=tenant_power(site, racks), unassigned=unassigned_power(site, racks))
 
 
 def _device_status(device_id: str, site: Site, state: Mapping[str, DeviceState],

@@ -53,6 +53,28 @@ class RackPower:
 
 
 @dataclass(frozen=True)
+class TenantPower:
+    """A tenant's live power against its contract; None unless every rack it leases is
+    complete (a tenant with a rack polled by another shard is always withheld here)."""
+
+    id: str
+    contract_w: float
+    power_w: float | None
+    utilization: float | None
+    racks: int
+    missing_racks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UnassignedPower:
+    """The racks no tenant leases; their power None unless every one is complete."""
+
+    racks: tuple[str, ...]
+    power_w: float | None
+    missing_racks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PueResult:
     """Live PUE, or why it is withheld."""
 
@@ -117,6 +139,8 @@ class Snapshot:
     cdus: Mapping[str, CduCooling]
     devices: Mapping[str, DeviceStatus]
     overhead: Overhead
+    tenants: Mapping[str, TenantPower] = field(default_factory=dict)
+    unassigned: UnassignedPower = UnassignedPower((), 0.0, ())
     shelves: Mapping[str, ShelfRedundancy] = field(default_factory=dict)
 
 

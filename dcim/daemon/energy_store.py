@@ -14,6 +14,8 @@ from dataclasses import astuple, fields
 from pathlib import Path
 
 from dcim.compute.energy import DeviceEnergy, Method, Totals
+from dcim.daemon.intervals import SCHEMA as INTERVAL_SCHEMA
+from dcim.daemon.intervals import IntervalLedger
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -49,10 +51,12 @@ class StateError(Exception):
 
 
 class EnergyStore:
-    """Energy ledger state in one SQLite file (WAL, one transaction per save)."""
+    """Energy ledger state in one SQLite file (WAL, one transaction per save), with the
+    interval ledger (intervals.py) written in the same transaction."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, now: float | None = None):
         self.path = path
+        self.intervals = IntervalLedger()
         self._unsaved: dict[str, DeviceEnergy] = {}
         self._totals: Totals | None = None
         self.failures = 0  # consecutive failed saves
@@ -62,6 +66,7 @@ class EnergyStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(INTERVAL_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -73,6 +78,8 @@ class EnergyStore:
                     self._db.execute(f"ALTER TABLE device_energy ADD COLUMN {column} {decl}")
             self._db.execute("PRAGMA quick_check").fetchone()
             self._db.execute(f"PRAGMA busy_timeout={SAVE_BUSY_MS}")
+            if now is not None:
+                self.intervals.load(self._db, now)
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise StateError(
                 f"{path}: cannot use the state database ({exc}); fix its permissions, or move it "
@@ -113,6 +120,7 @@ class EnergyStore:
                     "INSERT OR REPLACE INTO totals VALUES (?, ?, ?)",
                     [(b, m, j) for (b, m), j in totals.buckets.items()],
                 )
+                self.intervals.write(self._db)
         except sqlite3.Error as exc:
             self.failures += 1
             if self.failures == 1:
@@ -123,6 +131,7 @@ class EnergyStore:
             log.info("%s: energy saved again after %d failed saves", self.path, self.failures)
             self.failures = 0
         self._unsaved.clear()
+        self.intervals.saved()
         return True
 
     @property
@@ -132,7 +141,8 @@ class EnergyStore:
 
     def close(self) -> None:
         """Write what is still unsaved (waiting longer for a lock), then close the database."""
-        if (self._unsaved or self.failures) and self._totals is not None:
+        if (self._unsaved or self.intervals.pending or self.failures) and \
+                self._totals is not None:
             self._db.execute(f"PRAGMA busy_timeout={CLOSE_BUSY_MS}")
             if not self.save({}, self._totals):
                 log.error("%s: %d device energy states could not be saved before exit",

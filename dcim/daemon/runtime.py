@@ -119,7 +119,7 @@ class Daemon:
         self.site = site
         state_dir = self.state_dir or site.state_dir or default_state_dir()
         try:
-            ledger = EnergyLedger.open(state_dir / "state.db")
+            ledger = EnergyLedger.open(state_dir / "state.db", time.time())
         except StateError as exc:
             log.error("%s", exc)
             return EXIT_CONFIG
@@ -207,7 +207,7 @@ class Daemon:
         """Compute and publish a snapshot if anything changed; persist energy."""
         site = self.site
         assert site is not None
-        running.ledger.flush(site)
+        running.ledger.flush(site, time.time())
         # Recompute every tick even without new results: readings age and may turn stale.
         snapshot = compute(site, self.coordinators.states(), time.time())
         published = Published(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 from dcim.points import Kind
 from dcim.sim import signals
-from dcim.sim.topology import SimDevice, SimRack, SimSite
+from dcim.sim.topology import SimDevice, SimRack, SimSite, SimTenant
 
 # The shipped rack PDU profiles; larger presets mix them rack by rack.
 PDU_PROFILES = ("apc-rpdu2", "raritan-px", "servertech-sentry4", "vertiv-v5", "eaton-epdu")
@@ -134,16 +135,42 @@ def _hall(seed: int, *, name: str, preset: str, n_racks: int, cdu_sizes: list[in
                    misc_w=misc_w)
 
 
+# hall-18mw's tenants (docs/tenants.md): one of each billing model, and the racks each leases
+# (r61-r76 stay unassigned). Contracts sit near the racks' load, so acme runs into overage.
+HALL_TENANTS = (
+    (SimTenant(id="acme", name="Acme AI", contract_kw=3000, model="committed",
+               price_per_kwh=0.085, overage_multiplier=1.5, minimum_ratio=0.5,
+               timezone="America/Los_Angeles"), 24),
+    (SimTenant(id="borealis", name="Borealis Labs", contract_kw=3500, model="metered",
+               price_per_kwh=0.095, minimum_ratio=0.45, timezone="America/Los_Angeles"), 24),
+    (SimTenant(id="cobalt", name="Cobalt Compute", contract_kw=1800, model="pue_multiplier",
+               price_per_kwh=0.07, overage_multiplier=2.0, timezone="America/Los_Angeles"), 12),
+)
+
+
+def lease(site: SimSite, tenants: tuple[tuple[SimTenant, int], ...]) -> SimSite:
+    """The site with its first racks leased to the tenants in order, so many racks each."""
+    owner: dict[str, str] = {}
+    i = 0
+    for tenant, n in tenants:
+        for rack in site.racks[i:i + n]:
+            owner[rack.id] = tenant.id
+        i += n
+    racks = tuple(dataclasses.replace(r, tenant=owner.get(r.id)) for r in site.racks)
+    return dataclasses.replace(site, racks=racks, tenants=tuple(t for t, _ in tenants))
+
+
 def hall_18mw(seed: int) -> SimSite:
     """An 18 MW hall: 76 GB300-class racks, 12 CDUs, 8 UPSes (2N), 5 chillers, 2 utility mains.
 
     The last 4 racks are NVL72-class with 8 power shelves each on a Redfish service per rack,
-    and the last CDU speaks Redfish; the rest is SNMP PDUs and Modbus.
+    and the last CDU speaks Redfish; the rest is SNMP PDUs and Modbus. Racks r01-r60 are leased
+    to three tenants (HALL_TENANTS), r61-r76 are unassigned.
     """
-    return _hall(seed, name="sim-hall-18mw", preset="hall-18mw", n_racks=76,
+    return lease(_hall(seed, name="sim-hall-18mw", preset="hall-18mw", n_racks=76,
                  cdu_sizes=[6] * 10 + [8] * 2, ups_per_feed=4, chillers=5,
                  chiller_gateway_size=5, mains=2, cdu_gateway_size=1, misc_w=100_000.0, rows=4,
-                 shelf_racks=4, redfish_cdus=1)
+                 shelf_racks=4, redfish_cdus=1), HALL_TENANTS)
 
 
 def bench_2000(seed: int) -> SimSite:

@@ -42,9 +42,20 @@ def render(site: SimSite, endpoints: Mapping[str, Endpoint], registry: ProfileRe
     if any(registry[d.profile].protocol == "redfish" for d in site.devices):
         lines.append(f"  {BMC_CREDENTIALS}: " + _flow({"username": redfish.USERNAME,
                                                          "password": redfish.PASSWORD}))
+    if site.tenants:
+        lines.append("tenants:")
+    for t in site.tenants:
+        billing = {"model": t.model, "price_per_kwh": t.price_per_kwh, "currency": t.currency,
+                   "overage_multiplier": t.overage_multiplier, "minimum_ratio": t.minimum_ratio,
+                   "timezone": t.timezone}
+        lines.append(f"  {t.id}: "
+                     f"{_flow({'name': t.name, 'contract_kw': t.contract_kw, 'billing': billing})}")
     lines.append("racks:")
     for r in site.racks:
-        lines.append(f"  - {_flow({'id': r.id, 'hall': r.hall, 'row': r.row, 'cap_kw': r.cap_kw})}")
+        rack: dict[str, Any] = {"id": r.id, "hall": r.hall, "row": r.row, "cap_kw": r.cap_kw}
+        if r.tenant is not None:
+            rack["tenant"] = r.tenant
+        lines.append(f"  - {_flow(rack)}")
     lines.append("devices:")
     for d in site.devices:
         ep = endpoints[d.id]

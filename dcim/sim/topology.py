@@ -17,6 +17,23 @@ class SimRack:
     job: int
     row: str
     hall: str
+    # The tenant leasing the rack (an id of SimSite.tenants), None: unassigned.
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class SimTenant:
+    """A GPU-as-a-Service customer of the simulated hall and its contract."""
+
+    id: str
+    name: str
+    contract_kw: float
+    model: str
+    price_per_kwh: float
+    currency: str = "USD"
+    overage_multiplier: float = 1.0
+    minimum_ratio: float = 0.0
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,7 @@ class SimSite:
     preset: str
     racks: tuple[SimRack, ...]
     devices: tuple[SimDevice, ...]
+    tenants: tuple[SimTenant, ...] = ()
     rack_max_kw: float = 190.0
     pue_target: float = 1.25
     # lighting, controls, CRAH fans, offices: the small constant part of facility power

@@ -12,6 +12,12 @@ from prometheus_client.metrics_core import Metric
 
 from dcim import __version__
 from dcim.compute.snapshot import Published
+from dcim.compute.tenants import (
+    FACILITY_PREFIX,
+    TENANT_PREFIX,
+    UNASSIGNED,
+    UNASSIGNED_FACILITY,
+)
 from dcim.health import Health
 from dcim.points import POINTS
 from dcim.sinks.exposition import Family
@@ -70,6 +76,7 @@ def render(pub: Published | None,
     if pub is not None:
         yield from _site(pub)
         yield from _racks(pub)
+        yield from _tenants(pub)
         yield from _cdus(pub)
         yield from _shelves(pub)
         yield from _points(pub)
@@ -165,6 +172,63 @@ def _racks(pub: Published) -> Iterator[Metric]:
             risk.add_metric([site, rack.id], 1.0 if rack.failover_risk else 0.0)
         missing.add_metric([site, rack.id], float(len(rack.missing)))
     yield from (power, cap, util, feed, feed_cap, risk, missing)
+
+
+def _tenants(pub: Published) -> Iterator[Metric]:
+    """Tenant power against the contract, and tenant energy (docs/tenants.md)."""
+    site = pub.site.name
+    info = _g("dcim_tenant_info", "1 per declared tenant, with its name", ["site", "tenant", "name"])
+    power = _g("dcim_tenant_power_watts",
+               "Power of the racks a tenant leases; absent unless every one is complete",
+               ["site", "tenant"])
+    contract = _g("dcim_tenant_contract_watts", "Power the tenant's contract commits",
+                  ["site", "tenant"])
+    util = _g("dcim_tenant_utilization_ratio",
+              "Tenant power / contracted power; absent when the power is", ["site", "tenant"])
+    missing = _g("dcim_tenant_missing_racks",
+                 "Racks of the tenant without complete power (its power is withheld)",
+                 ["site", "tenant"])
+    racks = _g("dcim_tenant_racks", "Racks the tenant leases", ["site", "tenant"])
+    for t in pub.snapshot.tenants.values():
+        info.add_metric([site, t.id, pub.site.tenants[t.id].name], 1.0)
+        contract.add_metric([site, t.id], t.contract_w)
+        racks.add_metric([site, t.id], float(t.racks))
+        missing.add_metric([site, t.id], float(len(t.missing_racks)))
+        if t.power_w is not None and t.utilization is not None:
+            power.add_metric([site, t.id], t.power_w)
+            util.add_metric([site, t.id], t.utilization)
+    un = pub.snapshot.unassigned
+    un_racks = _g("dcim_unassigned_racks", "Racks no tenant leases", ["site"])
+    un_racks.add_metric([site], float(len(un.racks)))
+    un_power = _g("dcim_unassigned_power_watts",
+                  "Power of the racks no tenant leases; absent unless every one is complete",
+                  ["site"])
+    if un.power_w is not None:
+        un_power.add_metric([site], un.power_w)
+    it = _c("dcim_tenant_it_energy_joules", "IT energy of the tenant's racks since dcim first "
+            "started (counted to the tenant leasing the rack at the time)", ["site", "tenant"])
+    fac = _c("dcim_tenant_facility_energy_joules",
+             "Facility energy allocated to the tenant: the overhead shared in proportion to IT "
+             "energy (docs/tenants.md)", ["site", "tenant"])
+    un_it = _c("dcim_unassigned_it_energy_joules", "IT energy of racks no tenant leased",
+               ["site"])
+    un_fac = _c("dcim_unassigned_facility_energy_joules",
+                "Facility energy allocated to racks no tenant leased (with the overhead when "
+                "no IT energy was measured)", ["site"])
+    sums: dict[str, float] = {}
+    for (bucket, _method), joules in pub.totals.buckets.items():
+        sums[bucket] = sums.get(bucket, 0.0) + joules
+    for bucket, joules in sorted(sums.items()):
+        if bucket.startswith(TENANT_PREFIX):
+            it.add_metric([site, bucket.removeprefix(TENANT_PREFIX)], joules)
+        elif bucket.startswith(FACILITY_PREFIX):
+            fac.add_metric([site, bucket.removeprefix(FACILITY_PREFIX)], joules)
+        elif bucket == UNASSIGNED:
+            un_it.add_metric([site], joules)
+        elif bucket == UNASSIGNED_FACILITY:
+            un_fac.add_metric([site], joules)
+    yield from (info, power, contract, util, missing, racks, un_racks, un_power, it, fac, un_it,
+                un_fac)
 
 
 def _cdus(pub: Published) -> Iterator[Metric]:

@@ -148,19 +148,19 @@ def test_restart_counts_energy_used_while_down_exactly_once(tmp_path: Path) -> N
                                                  "rack": "r1"}],
                                     "pue": {"facility": ["pdu"], "it": ["pdu"]}}),
                       ProfileRegistry({"p": device.profile}, {}))
-    ledger = EnergyLedger.open(tmp_path / "state.db")
+    ledger = EnergyLedger.open(tmp_path / "state.db", T0)
     for r in (reading(0, 36_000, 1000.0), reading(10, 36_000, 1000.1)):
         ledger.observe(site, device, r)
     assert ledger.totals == Totals({})  # increments reach the totals at the tick's flush
-    ledger.flush(site)
+    ledger.flush(site, T0 + 10)
     state, totals = ledger.devices()["pdu"], ledger.totals
     assert totals.get("it", "counter") == pytest.approx(0.1 * WH)
     ledger.close()
     # dcim is down for an hour while the PDU keeps counting 36 kW.
-    ledger = EnergyLedger.open(tmp_path / "state.db")
+    ledger = EnergyLedger.open(tmp_path / "state.db", T0 + 3610)
     assert ledger.devices()["pdu"] == state and ledger.totals == totals
     ledger.observe(site, device, reading(3610, 36_000, 1000.1 + 36_000))
-    ledger.flush(site)
+    ledger.flush(site, T0 + 3610)
     totals3 = ledger.totals
     assert totals3.get("it", "counter") == pytest.approx((0.1 + 36_000) * WH)
     assert totals3.get("rack:r1", "counter") == totals3.get("it", "counter")
