@@ -132,7 +132,9 @@ def coverage(cell: Cell | None, devices: int) -> float:
     if cell is None:
         return 0.0
     if devices <= 0:
-        return 1.0
+        # Nothing measures the bucket: complete if nothing was counted either. Energy in an
+        # interval dcim never saw running (spread over a gap) has no device count: incomplete.
+        return 1.0 if cell.joules == 0 else 0.0
     return min(1.0, cell.covered_s / (devices * INTERVAL_S))
 
 

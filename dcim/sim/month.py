@@ -2,12 +2,13 @@
 
 The simulator's physics (model.py) is stepped every `step_s` seconds and each device is read
 as a poll would read it: its power, and its energy counter as the profile quantizes it (an APC
-counts tenths of a kWh). The readings go through the daemon's own path (compute/energy.py
-`observe`, the interval ledger, the tenant totals, EnergyStore in one transaction per save), so
-`dcim report` runs on the result; `truth` is the energy the physics delivered, per bucket.
+counts tenths of a kWh). The readings go through the daemon's own EnergyLedger (daemon/ledger.py:
+`observe`, the tenant totals, the interval ledger, one transaction per save), so `dcim report`
+runs on the result; `truth` is the energy the physics delivered, per bucket.
 
 Counter faults and restarts are injected between steps: `reset_counter`, `glitch` (one
-reading of 0), `restart` (the store closed and reopened, the device states read back).
+reading of 0), `restart` (the store closed and reopened, the device states read back),
+`stopped_until` (dcim down for a while: the counters count on unread).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from dcim.compute.energy import DeviceEnergy, Increment, add_increments, observe, role_of
-from dcim.compute.tenants import add_tenant_energy, interval_of, ledger_buckets
-from dcim.daemon.energy_store import EnergyStore
+from dcim.compute.tenants import interval_of, ledger_buckets
+from dcim.daemon.ledger import EnergyLedger
 from dcim.readings import PollResult
 from dcim.sim.canonical import metered_power_w
 from dcim.sim.model import Controls, Physics
@@ -50,12 +50,11 @@ class MonthReplay:
         self._open(start)
 
     def _open(self, now: float) -> None:
-        self.store = EnergyStore(self.path, now=now)
-        self.energy, self.totals = self.store.load()
+        self.ledger = EnergyLedger.open(self.path, now)
 
     def restart(self) -> None:
         """Stop and start again: what is in state.db is all that survives."""
-        self.store.close()
+        self.ledger.close()
         self._open(self.t)
 
     def reset_counter(self, device: str) -> None:
@@ -66,21 +65,25 @@ class MonthReplay:
         """The device's next reading shows its counter as 0, the one after the real count."""
         self._glitch.add(device)
 
+    def stopped_until(self, end: float) -> None:
+        """dcim is not running until `end`: the site runs on and counters count, unread."""
+        self.ledger.close()
+        while self.t + self.step_s <= end + 1e-6:
+            self._step(read=False)
+        self._open(self.t)
+
     def run_until(self, end: float) -> None:
-        """Step to `end`, saving once per simulated hour."""
+        """Step to `end`, saving once per simulated hour (the daemon saves every second)."""
         since_save = 0.0
         while self.t + self.step_s <= end + 1e-6:
-            self._step()
             since_save += self.step_s
-            if since_save >= 3600:
-                self._save()
-                since_save = 0.0
-        self._save()
+            self._step(persist=since_save >= 3600)
+            since_save = 0.0 if since_save >= 3600 else since_save
+        self.ledger.flush(self.site, self.t)
 
-    def _step(self) -> None:
+    def _step(self, read: bool = True, persist: bool = False) -> None:
         start, end = self.t, self.t + self.step_s
         state = self.physics.state(end, Controls())
-        increments: list[Increment] = []
         for device in self.devices:
             power = metered_power_w(self.sim.devices_by_id[device.id], state) or 0.0
             wh = power * self.step_s / 3600.0
@@ -88,19 +91,14 @@ class MonthReplay:
             for bucket in ledger_buckets(self.site, device.id):
                 key = (interval_of(start), bucket)
                 self.truth_j[key] = self.truth_j.get(key, 0.0) + wh * 3600.0
-            result = PollResult(device=device.id, time=end, duration=0.1,
-                                values={"power_w": power, **self._counter(device.id)})
-            prev = self.energy.get(device.id, DeviceEnergy())
-            new, inc = observe(device, role_of(self.site, device.id), prev, result)
-            self.energy[device.id] = new
-            if inc is not None:
-                increments.append(inc)
-                self.store.intervals.add(self.site, inc, prev.last_time, end, device.max_age)
-        self.totals = add_increments(self.site, self.totals, increments)
-        self.totals = add_tenant_energy(self.site, self.totals, increments,
-                                        self.store.intervals.interval_it(end))
-        self.store.intervals.mark(self.site, start)
+            if read:
+                self.ledger.observe(self.site, device, PollResult(
+                    device=device.id, time=end, duration=0.1,
+                    values={"power_w": power, **self._counter(device.id)}))
         self.t = end
+        if read:
+            # The step's readings belong to the interval it started in (a daemon tick).
+            self.ledger.flush(self.site, start, persist=persist)
 
     def _counter(self, device: str) -> dict[str, float]:
         if "energy_wh" not in self.site.devices[device].profile.points:
@@ -112,13 +110,10 @@ class MonthReplay:
         step = abs(point.scale) or 1.0
         return {"energy_wh": math.floor(self.counter_wh[device] / step) * step}
 
-    def _save(self) -> None:
-        self.store.save(dict(self.energy), self.totals)
-
     def close(self) -> None:
-        """Save and close the store."""
-        self._save()
-        self.store.close()
+        """Save and close the state file."""
+        self.ledger.flush(self.site, self.t)
+        self.ledger.close()
 
     def truth_kwh(self, bucket: str, start: float, end: float) -> float:
         """Energy the physics delivered to a bucket over [start, end) (interval-aligned)."""
@@ -129,6 +124,6 @@ class MonthReplay:
     def totals_by_bucket(self) -> Mapping[str, float]:
         """The live totals summed over methods (what the Prometheus counters show)."""
         out: dict[str, float] = {}
-        for (bucket, _), joules in self.totals.buckets.items():
+        for (bucket, _), joules in self.ledger.totals.buckets.items():
             out[bucket] = out.get(bucket, 0.0) + joules
         return out

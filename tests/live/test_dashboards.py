@@ -42,12 +42,14 @@ VARIABLES = {
     "$rack": "r01",
     "$cdu": "cdu-1",
     "$kind": "pdu",
+    "$tenant": "acme",
 }
 EXPECTED = {
     "dcim-site-overview.json": "dcim / Site overview",
     "dcim-rack-power.json": "dcim / Rack power",
     "dcim-liquid-cooling.json": "dcim / Liquid cooling",
     "dcim-collector-health.json": "dcim / Collector health",
+    "dcim-tenants.json": "dcim / Tenants",
 }
 
 
@@ -65,7 +67,7 @@ def all_expressions() -> list[tuple[str, str]]:
 # --- structure ---------------------------------------------------------------------------------
 
 
-def test_the_four_dashboards_exist() -> None:
+def test_the_five_dashboards_exist() -> None:
     assert {p.name: load(p)["title"] for p in FILES} == EXPECTED
     uids = [load(p)["uid"] for p in FILES]
     assert len(set(uids)) == len(uids)
@@ -194,6 +196,12 @@ def test_the_dashboards_cover_the_issue() -> None:
                  "dcim_device_poll_errors_total", "dcim_influx_points_queued",
                  "dcim_influx_spool_bytes"):
         assert name in text["dcim-collector-health.json"], name
+    for name in ("dcim_tenant_power_watts", "dcim_tenant_contract_watts",
+                 "dcim_tenant_utilization_ratio", "site_tenant:dcim_tenant_power_watts:avg15m",
+                 "site_tenant:dcim_tenant_it_energy_joules:increase1h",
+                 "site_tenant:dcim_tenant_facility_energy_joules:increase1h",
+                 "dcim_tenant_missing_racks"):
+        assert name in text["dcim-tenants.json"], name
 
 
 def test_dashboards_read_only_series_that_exist() -> None:

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from support.tenant_month import quantum_kwh, sim_config
 from typer.testing import CliRunner
 
 from dcim import report
@@ -39,11 +40,10 @@ from dcim.config import parse_config
 from dcim.daemon.energy_store import EnergyStore
 from dcim.daemon.intervals import read_recorded
 from dcim.profile import ProfileRegistry
-from dcim.sim import presets, siteconfig
-from dcim.sim.agents import Endpoint
+from dcim.sim import presets
 from dcim.sim.month import MonthReplay
 from dcim.sim.topology import SimSite, SimTenant
-from dcim.site import DEFAULT_PORTS, Site, build_site
+from dcim.site import Site, build_site
 
 REGISTRY = ProfileRegistry.load()
 T0 = 1_800_000_000  # on an interval boundary (a multiple of 900)
@@ -216,26 +216,10 @@ def _tenanted_tiny() -> SimSite:
                    timezone="America/Los_Angeles"), 1),))
 
 
-def _config(sim: SimSite) -> tuple[str, Site]:
-    endpoints = {d.id: Endpoint("127.0.0.1", DEFAULT_PORTS[REGISTRY[d.profile].protocol])
-                 for d in sim.devices}
-    text = siteconfig.render(sim, endpoints, REGISTRY)
-    return text, siteconfig.check(text, REGISTRY)
-
-
-def _quantum_kwh(site: Site, replay: MonthReplay, bucket: str) -> float:
-    """How far counters quantized to their profile step may lag the truth, for a bucket."""
-    from dcim.compute.tenants import ledger_buckets
-
-    steps = [abs(d.profile.points["energy_wh"].scale) for d in replay.devices
-             if bucket in ledger_buckets(replay.site, d.id)]
-    return 2 * sum(steps) / 1000 + 1e-6
-
-
 def test_a_billing_month_on_the_simulator_equals_the_integrated_truth(tmp_path: Path) -> None:
     sim = _tenanted_tiny()
-    text, site = _config(sim)
-    window = month_window("2026-11", "America/Los_Angeles")
+    text, site = sim_config(sim)
+    window = month_window("2025-11", "America/Los_Angeles")
     replay = MonthReplay(sim, 1, site, tmp_path / "state.db", INTERVAL_S, window.start - 900)
     replay.run_until(window.start + 9 * 86400)
     replay.restart()  # mid-period: nothing counted twice
@@ -247,26 +231,27 @@ def test_a_billing_month_on_the_simulator_equals_the_integrated_truth(tmp_path: 
 
     config = tmp_path / "site.yaml"
     config.write_text(text + f"state_dir: {tmp_path}\n")
-    out = CliRunner().invoke(app, ["report", "--config", str(config), "--period", "2026-11",
+    out = CliRunner().invoke(app, ["report", "--config", str(config), "--period", "2025-11",
                                    "--format", "json"])
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
-    assert got["site"] == "sim-tiny" and got["from"] == "2026-11-01T07:00:00Z"
+    assert got["site"] == "sim-tiny" and got["from"] == "2025-11-01T07:00:00Z"
     [acme] = got["tenants"]
     truth = replay.truth_kwh("tenant:acme", window.start, window.end)
-    assert abs(acme["it_kwh"] - truth) <= _quantum_kwh(site, replay, "tenant:acme")
+    assert abs(acme["it_kwh"] - truth) <= quantum_kwh(replay, "tenant:acme")
     assert acme["incomplete_ratio"] == 0.0 and acme["contract_kw"] == 100
+    assert acme["intervals"] == 721 * 4  # DST ended on 2 November: a 721-hour month
     assert acme["peak_kw"] > 100  # a GB300-class rack runs above this small contract
     assert acme["overage_kwh"] == pytest.approx(acme["it_kwh"] - 100 * 721, abs=1e-3)
     assert acme["cost"] == pytest.approx(
         100 * 721 * 0.085 + acme["overage_kwh"] * 0.085 * 1.5, abs=0.01)
     totals = got["site_totals"]
     site_truth = replay.truth_kwh("it", window.start, window.end)
-    assert abs(totals["it_kwh"] - site_truth) <= _quantum_kwh(site, replay, "it")
+    assert abs(totals["it_kwh"] - site_truth) <= quantum_kwh(replay, "it")
     assert totals["tenants_it_kwh"] + totals["unassigned_it_kwh"] == pytest.approx(
         totals["it_kwh"], abs=1e-3)
     fac_truth = replay.truth_kwh("facility", window.start, window.end)
-    assert abs(totals["facility_kwh"] - fac_truth) <= _quantum_kwh(site, replay, "facility")
+    assert abs(totals["facility_kwh"] - fac_truth) <= quantum_kwh(replay, "facility")
     assert acme["facility_kwh"] + totals["unassigned_facility_kwh"] == pytest.approx(
         totals["facility_kwh"], abs=1e-2)
     # the live counters count the same energy
@@ -274,16 +259,16 @@ def test_a_billing_month_on_the_simulator_equals_the_integrated_truth(tmp_path: 
     assert live["tenant:acme"] / 3.6e6 == pytest.approx(acme["it_kwh"], rel=1e-4)
     assert live["tenant_facility:acme"] / 3.6e6 == pytest.approx(acme["facility_kwh"], rel=1e-2)
 
-    csv_out = CliRunner().invoke(app, ["report", "-c", str(config), "--period", "2026-11",
+    csv_out = CliRunner().invoke(app, ["report", "-c", str(config), "--period", "2025-11",
                                        "--format", "csv", "--tenant", "acme"])
     header, row = csv_out.output.splitlines()
     assert header.split(",") == list(report.CSV_COLUMNS)
-    assert row.startswith("acme,Acme AI,2026-11-01T07:00:00Z,2026-12-01T08:00:00Z,")
+    assert row.startswith("acme,Acme AI,2025-11-01T07:00:00Z,2025-12-01T08:00:00Z,")
 
 
 def test_a_restart_mid_interval_counts_nothing_twice(tmp_path: Path) -> None:
     sim = _tenanted_tiny()
-    _, site = _config(sim)
+    _, site = sim_config(sim)
     start = T0 - 900
     replay = MonthReplay(sim, 1, site, tmp_path / "state.db", 300.0, start)
     replay.run_until(T0 + 600)  # stops 10 minutes into an interval
@@ -294,7 +279,7 @@ def test_a_restart_mid_interval_counts_nothing_twice(tmp_path: Path) -> None:
     for i in range(T0, T0 + 3600, INTERVAL_S):
         got = recorded.joules(i, "tenant:acme") / 3.6e6
         want = replay.truth_kwh("tenant:acme", i, i + INTERVAL_S)
-        assert abs(got - want) <= _quantum_kwh(site, replay, "tenant:acme")
+        assert abs(got - want) <= quantum_kwh(replay, "tenant:acme")
         assert recorded.complete(i, "tenant:acme")
 
 
@@ -317,7 +302,7 @@ def test_a_failed_save_keeps_the_interval_deltas(tmp_path: Path) -> None:
 
 
 def test_report_refuses_unclear_periods(tmp_path: Path) -> None:
-    text, _ = _config(_tenanted_tiny())
+    text, _ = sim_config(_tenanted_tiny())
     config = tmp_path / "site.yaml"
     config.write_text(text + f"state_dir: {tmp_path}\n")
     runner = CliRunner()
@@ -335,20 +320,18 @@ def test_tenant_series_are_withheld_with_an_incomplete_rack() -> None:
     from dcim.compute import compute
     from dcim.compute.energy import Totals
     from dcim.compute.snapshot import Published
-    from dcim.health import Health
     from dcim.readings import PollResult
     from dcim.sinks.exposition import write
     from dcim.sinks.prometheus_metrics import render
-    from dcim.state import StateStore
+    from dcim.state import latest
 
     site = _site()
-    store = StateStore()
-    for dev in ("p1", "p2", "p4", "main"):
-        store.update(PollResult(dev, 100.0, 0.1, {"power_w": 30_000.0}))
+    results = [PollResult(dev, 100.0, 0.1, {"power_w": 30_000.0})
+               for dev in ("p1", "p2", "p4", "main")]
     totals = Totals({("tenant:acme", "counter"): 7.0, ("tenant_facility:acme", "counter"): 9.0,
                      ("unassigned", "counter"): 1.0})
-    pub = Published(site=site, snapshot=compute(site, store.view(), 101.0), totals=totals)
-    text = write(render(pub, Health())).decode()
+    pub = Published(site=site, snapshot=compute(site, latest(results), 101.0), totals=totals)
+    text = write(render(pub)).decode()
     assert 'dcim_tenant_power_watts{site="s",tenant="acme"} 60000' in text
     assert 'dcim_tenant_utilization_ratio{site="s",tenant="acme"} 0.6' in text
     assert 'dcim_tenant_power_watts{site="s",tenant="beta"}' not in text  # r3 not polled
@@ -358,3 +341,22 @@ def test_tenant_series_are_withheld_with_an_incomplete_rack() -> None:
     assert 'dcim_tenant_facility_energy_joules_total{site="s",tenant="acme"} 9' in text
     assert 'dcim_unassigned_racks{site="s"} 1' in text
     assert 'dcim_unassigned_power_watts{site="s"} 30000' in text
+
+
+def test_energy_used_while_dcim_was_down_is_billed_once_and_marked(tmp_path: Path) -> None:
+    sim = _tenanted_tiny()
+    _, site = sim_config(sim)
+    replay = MonthReplay(sim, 1, site, tmp_path / "state.db", 300.0, T0 - 900)
+    replay.run_until(T0 + 3600)
+    replay.stopped_until(T0 + 3 * 3600)  # two hours down
+    replay.run_until(T0 + 5 * 3600)
+    replay.close()
+    window = instant_window("2027-01-15T08:00:00Z", "2027-01-15T13:00:00Z")
+    recorded = read_recorded(tmp_path / "state.db", window.start, window.end)
+    bill = tenant_bill(site.tenants["acme"], window, recorded, window.end, True)
+    truth = replay.truth_kwh("tenant:acme", window.start, window.end)
+    assert abs(bill.it_kwh - truth) <= quantum_kwh(replay, "tenant:acme")
+    # the eight intervals dcim missed (and the one it restarted in) are incomplete, not filled
+    assert bill.incomplete_ratio == pytest.approx(9 / 20)
+    assert not recorded.complete(T0 + 2 * 3600, "tenant:acme")
+    assert recorded.cell(T0 + 2 * 3600, "tenant:acme").gap_j > 0  # type: ignore[union-attr]
