@@ -360,3 +360,28 @@ def test_energy_used_while_dcim_was_down_is_billed_once_and_marked(tmp_path: Pat
     assert bill.incomplete_ratio == pytest.approx(9 / 20)
     assert not recorded.complete(T0 + 2 * 3600, "tenant:acme")
     assert recorded.cell(T0 + 2 * 3600, "tenant:acme").gap_j > 0  # type: ignore[union-attr]
+
+
+def test_a_reload_moving_a_rack_bills_the_new_tenant_from_then_on(tmp_path: Path) -> None:
+    from dcim.daemon.ledger import EnergyLedger
+    from dcim.readings import PollResult
+
+    before = _site(leases=("acme", "acme", "beta", None))
+    after = _site(leases=("beta", "acme", "beta", None))  # r1 moves to beta
+    ledger = EnergyLedger.open(tmp_path / "state.db", T0)
+
+    def poll(site: Site, t: float, wh: float) -> None:
+        ledger.observe(site, site.devices["p1"], PollResult(
+            "p1", T0 + t, 0.1, {"power_w": 36_000.0, "energy_wh": wh}))
+        ledger.flush(site, T0 + t)
+
+    poll(before, 0, 1000.0)
+    poll(before, 10, 1100.0)  # 100 Wh for acme
+    poll(after, 20, 1200.0)  # the reload: the next 100 Wh are beta's
+    ledger.close()
+    recorded = read_recorded(tmp_path / "state.db", T0, T0 + INTERVAL_S)
+    assert recorded.joules(T0, "tenant:acme") == pytest.approx(100 * 3600)
+    assert recorded.joules(T0, "tenant:beta") == pytest.approx(100 * 3600)
+    assert recorded.joules(T0, "rack:r1") == pytest.approx(200 * 3600)
+    # beta's bucket now counts p1 too (the most devices seen in the interval)
+    assert recorded.rows[T0]["tenant:beta"][1] == 2
