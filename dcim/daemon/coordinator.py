@@ -4,7 +4,7 @@ Shaped like Home Assistant's DataUpdateCoordinator. A coordinator holds its devi
 latest result and the time of the last success (as the frozen DeviceState compute reads), the
 last error and its kind, the consecutive failures and since when the device is down, and when
 its next poll is due. It logs a failure once and the recovery once (no log flood), and counts
-polls, failed polls by kind, rejected readings by point and overruns (as the frozen
+polls, failed polls by kind, rejected readings by point and reason, and overruns (as the frozen
 DeviceHealth the exporters read). Every recorded result goes on to one listener (the daemon's:
 energy ledger, "something changed").
 
@@ -32,6 +32,7 @@ log = logging.getLogger("dcim.coordinator")
 
 PollFn = Callable[[DeviceSpec], Awaitable[PollResult]]
 Listener = Callable[[DeviceSpec, PollResult], None]
+
 
 class DeviceCoordinator:
     """The state, counters and schedule of one device."""
