@@ -6,7 +6,8 @@
     POST /devices/{id}/fail              {"mode": "timeout" | "garbage" | "exception" | "slow"
                                           | Redfish: "unauthorized" | "http500" | "html"
                                           | lies: "zero-power" | "tenfold-power"
-                                          | "tenfold-voltage" | "energy-glitch"}
+                                          | "tenfold-voltage" | "energy-glitch" | "sentinel"
+                                          | "scale-overflow"}
     POST /devices/{id}/recover
     POST /racks/{id}/feeds/{feed}/fail   and .../recover
     POST /cdus/{id}/leak                 {"active": true}

@@ -7,6 +7,13 @@ in the field get it wrong (collectors/README.md "Checks" says how dcim refuses e
     tenfold-power    every power point reads ten times the truth (a scale off by 10)
     tenfold-voltage  voltage rows read ten times the truth (0.1 V units read as V)
     energy-glitch    the energy counter reads 0 until recovered, then its true count again
+
+and, on the wire (the device's encoder rewrites what it serves, dcim/sim/wire.py misreport):
+
+    sentinel         power points answer the profile's "not available" value (UPS-MIB 65535,
+                     APC -1, SunSpec -32768); 400 for a profile that declares none
+    scale-overflow   decimal digits / scale-factor registers read 400 (10^400, 10^-400);
+                     400 for a profile without them
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from collections.abc import Mapping
 
 from dcim.sim.canonical import PointValue
 
-LIE_MODES = ("zero-power", "tenfold-power", "tenfold-voltage", "energy-glitch")
+VALUE_LIES = ("zero-power", "tenfold-power", "tenfold-voltage", "energy-glitch")
+WIRE_LIES = ("sentinel", "scale-overflow")
+LIE_MODES = (*VALUE_LIES, *WIRE_LIES)
 POWER_POINTS = frozenset({"power_w", "input_power_w", "output_power_w", "outlet_power_w"})
 # mode -> (the points it changes, the factor applied to them)
 _FACTORS: dict[str, tuple[frozenset[str], float]] = {

@@ -24,6 +24,7 @@ from dcim.decode import (
 )
 from dcim.profile import ModbusProfile, ModbusSource, Profile, Scaling, SnmpProfile, SnmpSource
 from dcim.sim.canonical import PointValue, neutral_current_a
+from dcim.sim.lies import POWER_POINTS
 from dcim.sim.redfish import RedfishEncoder
 from dcim.sim.vendors import VendorHints
 from dcim.snmp.codec import OID, Counter32, Counter64, Gauge32, TimeTicks, Value, parse_oid
@@ -185,6 +186,23 @@ class SnmpEncoder:
             if src.decimals:
                 image[self._oid(f"{src.decimals}.{index}")] = digits
 
+    def misreport(self, mode: str, image: SnmpImage) -> bool:
+        """Rewrite the image as a lying agent would (dcim/sim/lies.py WIRE_LIES); False when
+        this device's profile gives the mode nothing to work with."""
+        changed = False
+        for slot in self._slots:
+            src = slot.source
+            if mode == "scale-overflow" and src.decimals:
+                column, value = parse_oid(src.decimals), 400
+            elif mode == "sentinel" and slot.point in POWER_POINTS and src.not_available:
+                column, value = parse_oid(src.oid or src.walk or ""), int(src.not_available[0])
+            else:
+                continue
+            for key in [k for k in image if k[:len(column)] == column]:
+                image[key] = _snmp_typed(value, "integer", None)
+                changed = True
+        return changed
+
     def decode(self, image: Mapping[OID, Value]) -> Decoded:
         """What dcim's decoder reads from this image (a perfect, complete poll)."""
         return decode_snmp(self.profile, snmp_data(self.profile, image))
@@ -285,6 +303,24 @@ class ModbusEncoder:
                     self._warned.add(slot.point)
                     log.warning("%s: point %s not served: %s", self.profile.name, slot.point, exc)
         return image
+
+    def misreport(self, mode: str, image: ModbusImage) -> bool:
+        """Rewrite the registers as a lying device would (dcim/sim/lies.py WIRE_LIES); False
+        when this device's profile gives the mode nothing to work with."""
+        changed = False
+        for slot in self._slots:
+            src = slot.source
+            if mode == "scale-overflow" and src.scale_factor is not None:
+                sf = src.scale_factor
+                image[(sf.function, sf.address)] = number_to_registers(400, "int16", "ABCD")[0]
+                changed = True
+            elif mode == "sentinel" and slot.point in POWER_POINTS and src.not_available:
+                words = number_to_registers(src.not_available[0], src.type, src.order)
+                for _, address in src.row_addresses():
+                    for i, word in enumerate(words):
+                        image[(src.function, address + i)] = word
+                changed = True
+        return changed
 
     def register_span(self) -> dict[str, tuple[int, int]]:
         """Per function, the lowest and highest register any image of this device can hold."""

@@ -16,11 +16,11 @@ from dcim.points import Kind
 from dcim.profile import Profile, ProfileRegistry
 from dcim.sim import vendors
 from dcim.sim.canonical import SHELF_SUPPLIES, Canonical, PointValue, metered_power_w
-from dcim.sim.lies import LIE_MODES, lie
+from dcim.sim.lies import LIE_MODES, VALUE_LIES, WIRE_LIES, lie
 from dcim.sim.model import FEEDS, Controls, Physics, WorldState
 from dcim.sim.redfish import REDFISH_MODES, RedfishImage
 from dcim.sim.topology import SimDevice, SimSite
-from dcim.sim.wire import Encoder, ModbusImage, SnmpEncoder, SnmpImage, encoder_for
+from dcim.sim.wire import Encoder, ModbusEncoder, ModbusImage, SnmpEncoder, SnmpImage, encoder_for
 
 FAIL_MODES = ("timeout", "garbage", "exception", "slow", *REDFISH_MODES, *LIE_MODES)
 MAX_CATCH_UP_S = 120  # after a longer stall, integrate the gap in one step
@@ -109,7 +109,7 @@ class World:
             dev = self.site.devices_by_id[dev_id]
             values = self.canonical.values(dev, self.state, self.controls, self.energy.get(dev_id))
             mode = self.modes.get(dev_id)
-            if mode in LIE_MODES:
+            if mode in VALUE_LIES:
                 values = lie(mode, values)
             encoder = self.encoders[dev_id]
             image: SnmpImage | ModbusImage | RedfishImage
@@ -117,6 +117,8 @@ class World:
                 image = encoder.encode(values, uptime_s=self.t - self.started + 86400.0)
             else:
                 image = encoder.encode(values)
+            if mode in WIRE_LIES and isinstance(encoder, SnmpEncoder | ModbusEncoder):
+                encoder.misreport(mode, image)  # type: ignore[arg-type]
             served = self._served[dev_id] = _Served(self.version, values, image)
         return served
 
@@ -184,6 +186,13 @@ class World:
             raise ActionError(400, f"'mode' must be one of {', '.join(FAIL_MODES)} (got {mode!r})")
         if mode in REDFISH_MODES and self.profiles[dev.id].protocol != "redfish":
             raise ActionError(400, f"mode {mode!r} is an HTTP fault; '{dev.id}' is not on Redfish")
+        if mode in WIRE_LIES:
+            encoder = self.encoders[dev.id]
+            probe = self.image(dev.id)
+            if not isinstance(encoder, SnmpEncoder | ModbusEncoder) or not encoder.misreport(
+                    str(mode), dict(probe)):  # type: ignore[arg-type]
+                raise ActionError(400, f"profile {dev.profile} of '{dev.id}' has nothing for "
+                                  f"mode {mode!r} (no sentinel / no scale factor or decimals)")
         self.modes[dev.id] = str(mode)
         self.version += 1  # a lie changes what the device serves
         return {"device": dev.id, "mode": mode}

@@ -43,3 +43,25 @@ def test_energy_glitch_reads_zero_until_recovered() -> None:
     assert w.device_view("main-1")["points"]["energy_wh"] == 0
     w.apply({"action": "recover", "device": "main-1"})
     assert w.device_view("main-1")["points"]["energy_wh"] == before
+
+
+@pytest.mark.parametrize(("device", "mode", "point", "reason"), [
+    ("ups-1", "sentinel", "input_power_w", "sentinel"),       # UPS-MIB 65535
+    ("r01-pdu-a", "sentinel", "power_w", "sentinel"),         # APC -1
+    ("r01-pdu-b", "scale-overflow", "power_w", "bad_scale"),  # Raritan decimal digits 400
+])
+def test_a_wire_lie_is_refused_with_its_reason(device: str, mode: str, point: str,
+                                               reason: str) -> None:
+    w = world()
+    w.apply({"action": "fail", "device": device, "mode": mode})
+    lying = w.device_view(device)
+    assert point not in lying["points"]
+    assert lying["errors"][point].reason == reason, lying["errors"]
+    # (every Raritan point takes decimal digits: with them all at 400 nothing reads)
+
+
+def test_a_wire_lie_the_profile_cannot_tell_is_refused_by_the_api() -> None:
+    from dcim.sim.world import ActionError
+
+    with pytest.raises(ActionError, match="nothing for mode 'scale-overflow'"):
+        world().apply({"action": "fail", "device": "main-1", "mode": "scale-overflow"})
