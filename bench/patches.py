@@ -6,13 +6,19 @@ checks every poll still yields all 36 values). The earlier candidates that measu
 win (learned GETBULK repetitions, draining the socket into one buffer) are now in dcim itself.
 
     noraw      decode_snmp skips the per-point raw copy (only `dcim poll` shows it)
+    together   a poll sends its GET and the first request of every walk group at once (one
+               wakeup can then read several answers) instead of one after the other
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import dcim.decode
+import dcim.drivers.poller
+import dcim.drivers.snmp as snmp
 
 
 def _noraw() -> None:
@@ -22,7 +28,41 @@ def _noraw() -> None:
     dcim.decode._snmp_raw = no_raw  # type: ignore[assignment]
 
 
-PATCHES: dict[str, Callable[[], None]] = {"noraw": _noraw}
+def _together() -> None:
+    async def fetch(client: snmp.SnmpDriver, device: Any, plan: snmp.SnmpPlan,
+                    max_repetitions: int, data: Any = None) -> Any:
+        data = data or dcim.decode.SnmpData()
+        if plan.scalars and plan.columns:
+            scalars, tables = await asyncio.gather(
+                client.get(device, plan.scalars), client.walk(device, plan.columns,
+                                                              max_repetitions))
+            data.scalars.update(scalars)
+            data.tables.update(tables)
+            return data
+        return await original(client, device, plan, max_repetitions, data)
+
+    async def walk(self: snmp.SnmpDriver, device: Any, columns: Sequence[str],
+                   max_repetitions: int) -> dict[str, dict[str, Any]]:
+        keys = [(device.host, device.port, c) for c in columns]
+        if device.auth.version == 1 or any(k not in self._rows for k in keys):
+            return await original_walk(self, device, columns, max_repetitions)
+        groups: dict[int, list[str]] = {}
+        for key, column in zip(keys, columns, strict=True):
+            groups.setdefault(min(self._rows[key] + 1, max_repetitions), []).append(column)
+        tables: dict[str, dict[str, Any]] = {}
+        for part in await asyncio.gather(*(self._walk_group(device, g, max_repetitions, reps)
+                                           for reps, g in groups.items())):
+            tables.update(part)
+        for key, column in zip(keys, columns, strict=True):
+            self._rows[key] = len(tables[column])
+        return tables
+
+    original, original_walk = snmp.fetch, snmp.SnmpDriver.walk
+    dcim.drivers.poller.fetch = fetch  # type: ignore[attr-defined]
+    snmp.SnmpDriver.walk = walk  # type: ignore[method-assign]
+
+
+PATCHES: dict[str, Callable[[], None]] = {"noraw": _noraw, "together": _together}
 
 
 def apply(names: Sequence[str]) -> None:

@@ -72,7 +72,8 @@ def _spawn_driver(cmd: list[str], env: dict[str, str] | None = None) -> subproce
     return proc
 
 
-def start_dcim(spec: str, ports: list[int], cpu: int | None) -> Poller:
+def start_dcim(spec: str, ports: list[int], cpu: int | None,
+               baseline: Path | None = None) -> Poller:
     """A dcim worker polling through Poller.poll: spec is ENGINE[+PATCH...][@AUTH]
     (fast+walk, fast@sha256-aes256; AUTH one of benchlib.V3_USERS, default v2c).
 
@@ -83,10 +84,14 @@ def start_dcim(spec: str, ports: list[int], cpu: int | None) -> Poller:
     engine, *names = body.split("+")
     names = [n for n in names if n]
     env = dict(os.environ, DCIM_SNMP_ENGINE=engine)
+    if baseline is not None:  # another revision's dcim package, imported ahead of this one
+        env["PYTHONPATH"] = str(baseline)
     proc = _spawn_driver([*bl.taskset(cpu), bl.PYTHON, str(bl.BENCH / "dcim_worker.py"),
                           f"--patches={','.join(names)}", f"--auth={auth or 'v2c'}",
                           *map(str, ports)], env)
     name = f"dcim-{engine}-control" if body.endswith("+") and not names else f"dcim-{spec}"
+    if baseline is not None:
+        name = f"dcim-{spec}-baseline"
     return Poller(name, proc.pid, proc, [])
 
 
@@ -133,6 +138,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 pollers.append(start_exporter(agents.ports, workdir, poller_cpu, load_cpu, auth))
             for engine in args.engines:
                 pollers.append(start_dcim(engine, agents.ports, poller_cpu))
+            if args.baseline:
+                pollers.append(start_dcim("fast", agents.ports, poller_cpu, args.baseline))
             for p in pollers:  # warm up: sockets, caches, Go runtime, first-poll checks
                 warm = p.command(args.warmup, args.concurrency)
                 if warm["failed"]:
@@ -280,6 +287,42 @@ def print_table(res: dict[str, Any]) -> None:
           "the busiest one below 1 core each)")
 
 
+def measure_rates(args: argparse.Namespace) -> None:
+    """One paired run per offered rate (the same pollers' cost at 50, 200, 1,000 polls/s), then
+    the ratios side by side: per-request costs that a busy loop amortises show at low rates."""
+    runs: dict[str, dict[str, Any]] = {}
+    load_before = os.getloadavg()
+    for rate in (float(r) for r in args.rates.split(",") if r):
+        args.rate = rate
+        args.polls = max(args.agents, round(rate * args.round_seconds))
+        print(f"\n-- offered {rate:g} polls/s: {args.rounds} rounds of {args.polls} polls",
+              flush=True)
+        res = measure(args)
+        print_table(res)
+        runs[f"{rate:g}"] = res
+    load_after = os.getloadavg()
+    print(f"\npaired ratio to snmp_exporter (median of per-round ratios) by offered rate; "
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    names = [n for n in next(iter(runs.values()))["summary"] if n != "snmp_exporter"]
+    print(f"  {'poller':34} " + " ".join(f"{r + '/s':>14}" for r in runs))
+    for name in names:
+        cells = []
+        for res in runs.values():
+            s = res["summary"].get(name, {})
+            paired = s.get("paired_vs_snmp_exporter")
+            cells.append(f"{paired:5.2f} ({s['us_per_varbind']:5.1f}µs)" if paired else
+                         f"{'-':>14}")
+        print(f"  {name:34} " + " ".join(cells))
+    exp = [f"{res['summary'].get('snmp_exporter', {}).get('us_per_varbind', float('nan')):5.1f}µs"
+           for res in runs.values()]
+    print(f"  {'snmp_exporter':34} " + " ".join(f"{e:>14}" for e in exp))
+    out = {"rates": runs, "round_seconds": args.round_seconds,
+           "loadavg_before": load_before, "loadavg_after": load_after}
+    print(f"stored: {bl.write_json('snmp_cost_rates.json', out)}")
+    if any(s["failed"] for res in runs.values() for s in res["summary"].values()):
+        sys.exit("some polls failed: see bench/out/snmp_cost_rates.json")
+
+
 def main() -> None:
     """Parse options, measure, print and store the result."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -289,6 +332,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rate", type=float, default=1000,
                         help="offered load, device polls/s (0: closed loop, as fast as it goes)")
+    parser.add_argument("--rates", default="",
+                        help="offered rates to measure one after the other (50,200,1000): one run "
+                             "each, --round-seconds of polls per round; overrides --rate/--polls "
+                             "and stores bench/out/snmp_cost_rates.json")
+    parser.add_argument("--round-seconds", type=float, default=5.0,
+                        help="with --rates: length of a round (polls per round = rate x this)")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--engines", default="fast,pysnmp",
                         help="dcim workers to measure: DCIM_SNMP_ENGINE value, optionally +patch "
@@ -296,6 +345,9 @@ def main() -> None:
     parser.add_argument("--exporter-auths", default="v2c",
                         help="snmp_exporter modules to measure: v2c and/or benchlib.V3_USERS "
                              "names (sha-aes, sha256-aes256), one exporter process each")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a directory holding another revision's dcim/ package (git worktree "
+                             "add DIR main): its fast path is measured too, as dcim-fast-baseline")
     parser.add_argument("--profile", default="",
                         help="dcim workers (as in --engines) to sample with py-spy for one extra round")
     parser.add_argument("--native", action="store_true", help="with --profile: native frames too")
@@ -303,6 +355,9 @@ def main() -> None:
     args.engines = [e for e in args.engines.split(",") if e]
     args.exporter_auths = [a for a in args.exporter_auths.split(",") if a]
     args.profile = [e for e in args.profile.split(",") if e]
+    if args.rates:
+        measure_rates(args)
+        return
     res = measure(args)
     print_table(res)
     print(f"stored: {bl.write_json('snmp_cost.json', res)}")
