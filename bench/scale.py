@@ -11,6 +11,10 @@ and /metrics scraped every 15 s like Prometheus would. From the scrapes:
                     above interval + poll deadline means a device missed its cycle
     missed          increase of dcim_device_poll_overruns_total and _poll_errors_total
     polls           increase of dcim_device_polls_total against 2000 x duration / interval
+    start lateness  when a device's poll began (its last success timestamp - its poll duration)
+                    minus dcim_device_next_poll_timestamp_seconds read at the scrape before, for
+                    devices polled exactly once in between: how late the scheduler started the
+                    poll it had planned (a scrape that holds the event loop shows here)
 """
 
 from __future__ import annotations
@@ -27,7 +31,25 @@ import simproc
 
 FAMILIES = {"dcim_device_polls_total", "dcim_device_poll_errors_total",
             "dcim_device_poll_overruns_total", "dcim_device_poll_duration_seconds",
-            "dcim_device_last_success_timestamp_seconds", "dcim_device_up"}
+            "dcim_device_last_success_timestamp_seconds", "dcim_device_up",
+            "dcim_device_next_poll_timestamp_seconds"}
+
+
+def start_lateness(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                   since: float) -> list[float]:
+    """Seconds each device's poll started after the time the scheduler had planned for it
+    (`before`'s next-poll timestamp), for devices that succeeded exactly once after `since`
+    (wall clock of `before`), so the duration and success time belong to that one poll."""
+    planned = before["dcim_device_next_poll_timestamp_seconds"]
+    polls0, polls1 = before["dcim_device_polls_total"], after["dcim_device_polls_total"]
+    stamps = after["dcim_device_last_success_timestamp_seconds"]
+    durations = after["dcim_device_poll_duration_seconds"]
+    out = []
+    for dev, due in planned.items():
+        if (polls1.get(dev, 0) - polls0.get(dev, 0) == 1 and stamps.get(dev, 0) > since
+                and dev in durations):
+            out.append(stamps[dev] - durations[dev] - due)
+    return out
 
 
 def totals(m: dict[str, dict[str, float]], name: str) -> float:
@@ -86,7 +108,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             rss: list[int] = []
             durations: list[float] = []
             ages: list[float] = []
-            last = first
+            lateness: list[float] = []
+            last, t_prev = first, time.time()
             last_body = ""
             next_scrape = w0 + args.scrape_interval
             t_last = t_first
@@ -96,7 +119,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     next_scrape += args.scrape_interval
                     t_wall, t_last = time.time(), time.monotonic()
                     last_body = d.metrics()
-                    last = simproc.per_device(last_body, FAMILIES)
+                    prev, last = last, simproc.per_device(last_body, FAMILIES)
+                    lateness += start_lateness(prev, last, t_prev)
+                    t_prev = t_wall
                     durations += last["dcim_device_poll_duration_seconds"].values()
                     stamps = last["dcim_device_last_success_timestamp_seconds"]
                     ages += [t_wall - ts for ts in stamps.values()]
@@ -133,6 +158,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "poll_duration_max_s": max(durations),
         "data_age_p50_s": bl.percentile(ages, 50), "data_age_p99_s": bl.percentile(ages, 99),
         "data_age_max_s": max(ages),
+        # None: this dcim does not export dcim_device_next_poll_timestamp_seconds
+        "start_lateness_samples": len(lateness),
+        "start_lateness_p50_s": bl.percentile(lateness, 50) if lateness else None,
+        "start_lateness_p99_s": bl.percentile(lateness, 99) if lateness else None,
+        "start_lateness_max_s": max(lateness) if lateness else None,
         "scrapes": len(scrapes), "scrape_interval_s": args.scrape_interval,
         "scrape_wall_p50_s": bl.median([s["wall_s"] for s in scrapes]),
         "scrape_cpu_p50_s": bl.median([s["cpu_s"] for s in scrapes]),
@@ -163,7 +193,12 @@ def print_table(r: dict[str, Any]) -> None:
          f"{r['poll_duration_p99_s'] * 1000:.0f} / {r['poll_duration_max_s'] * 1000:.0f} ms"),
         ("data age p50 / p99 / max", f"{r['data_age_p50_s']:.1f} / {r['data_age_p99_s']:.1f} / "
          f"{r['data_age_max_s']:.1f} s"),
-        ("/metrics scrape (every 15 s, gzip)",
+        ("poll start lateness p50/p99/max",
+         f"{r['start_lateness_p50_s'] * 1000:.0f} / {r['start_lateness_p99_s'] * 1000:.0f} / "
+         f"{r['start_lateness_max_s'] * 1000:.0f} ms ({r['start_lateness_samples']} polls)"
+         if r["start_lateness_samples"] else
+         "not measured: this dcim does not export dcim_device_next_poll_timestamp_seconds"),
+        (f"/metrics scrape (every {r['scrape_interval_s']:g} s, gzip)",
          f"{r['scrape_series']} series, {r['scrape_mb']:.1f} MB ({r['scrape_gzip_mb']:.1f} MB "
          f"gzipped), {r['scrape_wall_p50_s']:.2f}s wall, {r['scrape_cpu_p50_s']:.3f}s CPU "
          f"(p50 of {r['scrapes']}): {r['scrape_us_per_series']:.2f} µs/series beyond the "
