@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from dcim.decode import Missing, RawValue, SnmpData
@@ -87,6 +87,13 @@ def to_raw(value: Any) -> RawValue:
 
 def _oid_tuple(oid: str) -> tuple[int, ...]:
     return tuple(int(x) for x in oid.split("."))
+
+
+@lru_cache(maxsize=1 << 16)
+def _dotted(oid: tuple[int, ...]) -> str:
+    """'1.3.6...' for an OID or a row index: a device's rows come back every poll, so the
+    text is built once, not once per varbind per poll."""
+    return ".".join(map(str, oid))
 
 
 VarBinds = list[tuple[tuple[int, ...], RawValue]]
@@ -179,7 +186,7 @@ class SnmpDriver:
         cursor = {c: prefixes[c] for c in columns}
         active = list(columns)
         while active:
-            asked = [".".join(map(str, cursor[c])) for c in active]
+            asked = [_dotted(cursor[c]) for c in active]
             try:
                 if device.auth.version == 1:
                     binds = await self._next(device, asked)
@@ -194,16 +201,18 @@ class SnmpDriver:
                 raise SnmpDeviceError(ErrorKind.PROTOCOL,
                                       f"{device.host}: walk failed: {exc.status}") from None
             finished: set[str] = set()
+            width = len(active)
             for i, (oid_t, raw) in enumerate(binds):
-                column = active[i % len(active)]
+                column = active[i % width]
                 if column in finished:
                     continue
                 prefix = prefixes[column]
-                if (oid_t[: len(prefix)] != prefix or oid_t <= cursor[column]
+                size = len(prefix)
+                if (oid_t[:size] != prefix or oid_t <= cursor[column]
                         or (isinstance(raw, Missing) and raw.reason == "endOfMibView")):
                     finished.add(column)
                     continue
-                tables[column][".".join(map(str, oid_t[len(prefix):]))] = raw
+                tables[column][_dotted(oid_t[size:])] = raw
                 cursor[column] = oid_t
             if not binds:
                 break

@@ -294,6 +294,27 @@ async def test_timeout_when_nothing_listens(client: SnmpClient) -> None:
     assert isinstance(SnmpTimeout("x"), TimeoutError)
 
 
+async def test_one_client_timer_serves_every_deadline(client: SnmpClient) -> None:
+    """The client's single timer is armed for the earliest deadline: a short request sent after
+    a long one still times out (and retries) on its own schedule, and a burst of requests
+    sharing a timeout all time out, with nothing left in flight."""
+    silent = [free_udp_port() for _ in range(3)]
+    oid = ["1.3.6.1.2.1.1.1.0"]
+    long = asyncio.create_task(client.get(LOCALHOST, silent[0], "public", V2C, oid, 60.0, 0))
+    await asyncio.sleep(0)  # the long request is sent and the timer armed for it first
+    with pytest.raises(SnmpTimeout):
+        await client.get(LOCALHOST, silent[1], "public", V2C, oid, 0.1, 1)
+    assert not long.done() and client.stats.retries == 1
+    burst = [client.get(LOCALHOST, silent[2], "public", V2C, oid, 0.1, 0) for _ in range(20)]
+    results = await asyncio.gather(*burst, return_exceptions=True)
+    assert all(isinstance(r, SnmpTimeout) for r in results)
+    assert client.stats.timeouts == 21 and client.in_flight == 1
+    long.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await long
+    assert client.in_flight == 0
+
+
 class FakeAgent(asyncio.DatagramProtocol):
     """Records every datagram; the test decides what to answer and from where."""
 
