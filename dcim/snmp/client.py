@@ -598,7 +598,7 @@ class SnmpClient:
 
     def _on_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         # msgVersion right after the outer SEQUENCE's length: INTEGER 3 is SNMPv3
-        at = 2 if len(data) > 1 and data[1] < 0x80 else 2 + (data[1] & 0x7F if data else 0)
+        at = 2 if len(data) < 2 or data[1] < 0x80 else 2 + (data[1] & 0x7F)
         if data[at : at + 3] == b"\x02\x01\x03":
             self._on_v3_datagram(data, addr)
             return

@@ -338,3 +338,16 @@ def test_every_usm_error_has_a_device_error_kind() -> None:
 
     for kind in UsmErrorKind:
         assert ErrorKind["USM_" + kind.name].value == "usm_" + kind.name.lower()
+
+
+def test_client_counts_short_and_garbled_datagrams_as_malformed() -> None:
+    from dcim.snmp.client import SnmpClient
+
+    client = SnmpClient()  # no socket is opened until a request
+    junk = [b"", b"\x30", b"\x30\x81", b"\x30\x84\x02\x01\x03", b"\x30\x03\x02\x01\x03",
+            b"\x30\x05\x02\x01\x03\x30\x00", answer(SECURE[0])[:-1]]
+    for data in junk:
+        client._on_datagram(data, ("127.0.0.1", 161))
+    assert client.stats.malformed == len(junk) and client.stats.unmatched == 0
+    client._on_datagram(answer(SECURE[0]), ("127.0.0.1", 161))  # well formed, no such request
+    assert client.stats.unmatched == 1
