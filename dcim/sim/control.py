@@ -7,7 +7,7 @@
                                           | Redfish: "unauthorized" | "http500" | "html"
                                           | lies: "zero-power" | "tenfold-power"
                                           | "tenfold-voltage" | "energy-glitch" | "sentinel"
-                                          | "scale-overflow"}
+                                          | "scale-overflow" | "negative-rows"}
     POST /devices/{id}/recover
     POST /racks/{id}/feeds/{feed}/fail   and .../recover
     POST /cdus/{id}/leak                 {"active": true}

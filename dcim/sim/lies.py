@@ -14,6 +14,8 @@ and, on the wire (the device's encoder rewrites what it serves, dcim/sim/wire.py
                      APC -1, SunSpec -32768); 400 for a profile that declares none
     scale-overflow   decimal digits / scale-factor registers read 400 (10^400, 10^-400);
                      400 for a profile without them
+    negative-rows    SNMP power columns with several rows answer -4 and -26 W in two of them
+                     (a UPS on bypass); 400 for a device without such a column
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from dcim.sim.canonical import PointValue
 
 VALUE_LIES = ("zero-power", "tenfold-power", "tenfold-voltage", "energy-glitch")
-WIRE_LIES = ("sentinel", "scale-overflow")
+WIRE_LIES = ("sentinel", "scale-overflow", "negative-rows")
 LIE_MODES = (*VALUE_LIES, *WIRE_LIES)
 POWER_POINTS = frozenset({"power_w", "input_power_w", "output_power_w", "outlet_power_w"})
 # mode -> (the points it changes, the factor applied to them)

@@ -196,6 +196,13 @@ class SnmpEncoder:
                 column, value = parse_oid(src.decimals), 400
             elif mode == "sentinel" and slot.point in POWER_POINTS and src.not_available:
                 column, value = parse_oid(src.oid or src.walk or ""), int(src.not_available[0])
+            elif mode == "negative-rows" and slot.point in POWER_POINTS and src.walk:
+                rows = sorted(k for k in image if k[:len(parse_oid(src.walk))] == parse_oid(src.walk))
+                if len(rows) > 1:  # a UPS on bypass: -4 / 469 / -26 W
+                    image[rows[0]] = _snmp_typed(-4, "integer", None)
+                    image[rows[-1]] = _snmp_typed(-26, "integer", None)
+                    changed = True
+                continue
             else:
                 continue
             for key in [k for k in image if k[:len(column)] == column]:

@@ -49,6 +49,7 @@ def test_energy_glitch_reads_zero_until_recovered() -> None:
     ("ups-1", "sentinel", "input_power_w", "sentinel"),       # UPS-MIB 65535
     ("r01-pdu-a", "sentinel", "power_w", "sentinel"),         # APC -1
     ("r01-pdu-b", "scale-overflow", "power_w", "bad_scale"),  # Raritan decimal digits 400
+    ("ups-1", "negative-rows", "output_power_w", "out_of_range"),  # never a partial sum
 ])
 def test_a_wire_lie_is_refused_with_its_reason(device: str, mode: str, point: str,
                                                reason: str) -> None:
