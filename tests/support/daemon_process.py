@@ -15,22 +15,54 @@ import yaml
 from support.servers import free_port, http_request, wait_until
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """Samples by full series name (`name{labels}`), plus the first sample under the bare name.
+class Metrics(dict[str, float]):
+    """Samples by series name; a lookup may give the labels in any order.
 
-    Each series is also filed under its labels in sorted order, so a test may name a series
-    with its labels in any order the exposition does not promise.
+    The exposition does not promise an order of labels, so `m['x{b="2",a="1"}']` finds the
+    series exposed as `x{a="1",b="2"}`; iteration yields each series once, as exposed.
     """
-    out: dict[str, float] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sorted: dict[str, str] = {}
+
+    def add(self, name: str, value: float) -> None:
+        self[name] = value
+        self._sorted.setdefault(_normal(name), name)
+
+    def _key(self, name: object) -> object:
+        if isinstance(name, str) and not dict.__contains__(self, name):
+            return self._sorted.get(_normal(name), name)
+        return name
+
+    def __getitem__(self, name: str) -> float:
+        return super().__getitem__(self._key(name))  # type: ignore[arg-type]
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(self._key(name))
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(self._key(name), default)  # type: ignore[call-overload]
+
+
+def _normal(name: str) -> str:
+    bare, brace, labels = name.partition("{")
+    if not brace:
+        return name
+    return f"{bare}{{{','.join(sorted(_split_labels(labels.removesuffix('}'))))}}}"
+
+
+def parse_metrics(text: str) -> Metrics:
+    """Samples by full series name (`name{labels}`), plus the first sample under the bare name."""
+    out = Metrics()
     for line in text.splitlines():
         if line.startswith("#") or not line.strip():
             continue
         name, _, value = line.rpartition(" ")
-        bare, brace, labels = name.partition("{")
-        out.setdefault(bare, float(value))
-        out[name] = float(value)
-        if brace:
-            out[f"{bare}{{{','.join(sorted(_split_labels(labels.removesuffix('}'))))}}}"] = float(value)
+        bare = name.split("{")[0]
+        if bare not in out:
+            out.add(bare, float(value))
+        out.add(name, float(value))
     return out
 
 
