@@ -36,6 +36,8 @@ from support.servers import (
     write_snmprec,
 )
 
+from dcim.sim.child import SimulatorProcess
+
 # test_servers.py runs an inner pytest session to prove teardown on failure.
 pytest_plugins = ["pytester"]
 
@@ -274,3 +276,16 @@ def webhook_factory() -> Generator[Callable[..., WebhookReceiver], None, None]:
 def webhook(webhook_factory: Callable[..., WebhookReceiver]) -> WebhookReceiver:
     """An HTTP receiver recording POST bodies (Alertmanager webhook target)."""
     return webhook_factory()
+
+
+# --- the simulator ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def frozen_tiny(tmp_path_factory: pytest.TempPathFactory) -> Generator[SimulatorProcess, None, None]:
+    """`dcim simulate tiny --frozen`, one per test module: the site held at one instant, so
+    dcim's numbers can be compared exactly."""
+    workdir = tmp_path_factory.mktemp("sim")
+    sim = SimulatorProcess.start("tiny", workdir / "sim.yaml", extra=("--frozen",))
+    yield sim
+    sim.stop()

@@ -7,7 +7,7 @@ publish. Their self-health series are handed to the Prometheus endpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from dcim.compute.snapshot import Published
@@ -20,13 +20,20 @@ SINK_NAMES = ("influxdb", "mqtt")
 STOP_TIMEOUT_S = 3.0
 
 
-def make_sinks(site: Site, state_dir: Path, only: Iterable[str] = SINK_NAMES) -> list[Sink]:
-    """The sinks the config asks for (InfluxDB, MQTT), limited to the names in only."""
+def make_sinks(site: Site, state_dir: Path, only: Iterable[str] = SINK_NAMES,
+               previous: Mapping[str, Sink] | None = None) -> list[Sink]:
+    """The sinks the config asks for (InfluxDB, MQTT), limited to the names in only.
+
+    `previous`: the instances a reload replaces, by name. A new InfluxDB sink continues where
+    the old one stopped (it does not write again the polls the old one wrote).
+    """
     sinks: list[Sink] = []
     if site.sinks.influxdb is not None and "influxdb" in only:
         from dcim.sinks.influx import InfluxSink
 
-        sinks.append(InfluxSink(site.sinks.influxdb, state_dir))
+        before = (previous or {}).get("influxdb")
+        sinks.append(InfluxSink(site.sinks.influxdb, state_dir,
+                                before.lines if isinstance(before, InfluxSink) else None))
     if site.sinks.mqtt is not None and "mqtt" in only:
         from dcim.sinks.mqtt import MqttSink
 
@@ -45,9 +52,9 @@ class Outputs:
         self.sources: list[Source] = []
 
     async def start(self, site: Site, sinks: Iterable[str] = SINK_NAMES,
-                    sources: bool = True) -> None:
+                    sources: bool = True, previous: Mapping[str, Sink] | None = None) -> None:
         """Create and start the named sinks and (if sources) the sources the config asks for."""
-        for sink in make_sinks(site, self._state_dir, only=sinks):
+        for sink in make_sinks(site, self._state_dir, only=sinks, previous=previous):
             await sink.start()
             self.sinks.append(sink)
         if sources:
@@ -80,8 +87,9 @@ class Outputs:
             old.devices.get(d) != new.devices.get(d) for d in owned)
         if sources:
             await self.stop_sources()
+        previous = {s.name: s for s in self.sinks if s.name in sinks}
         await self.stop_sinks(sinks)
-        await self.start(new, sinks=sinks, sources=sources)
+        await self.start(new, sinks=sinks, sources=sources, previous=previous)
         return [*sinks, *(["sources"] if sources else [])]
 
     def publish(self, published: Published) -> None:

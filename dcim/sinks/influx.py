@@ -137,11 +137,14 @@ class InfluxSink:
 
     name = "influxdb"
 
-    def __init__(self, config: InfluxSinkConfig, state_dir: Path):
+    def __init__(self, config: InfluxSinkConfig, state_dir: Path, lines: LineMaker | None = None):
         self.config = config
         self.spool_path = resolve_spool_path(config, state_dir)
         self.max_bytes = int(config.max_spool_mb * 1024 * 1024)
-        self._maker = LineMaker(keepalive=config.keepalive)
+        # A sink restarted by a reload takes over its predecessor's LineMaker: a fresh one would
+        # write every device's latest poll again (a duplicate per device per reload).
+        self.lines = lines if lines is not None else LineMaker()
+        self.lines.keepalive = config.keepalive
         self._pending: list[tuple[str, float]] = []
         self._pending_bytes = 0
         self._outbox: Outbox | None = None
@@ -209,7 +212,7 @@ class InfluxSink:
 
     def publish(self, published: Published) -> None:
         """Queue the lines new in this snapshot; the writer task spools them."""
-        lines = self._maker.lines(published)
+        lines = self.lines.lines(published)
         if not lines:
             return
         stamp = time.time()

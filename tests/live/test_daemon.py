@@ -27,15 +27,6 @@ from dcim.sim.child import SimulatorProcess
 FAST_POLLING = {"interval": "1s", "timeout": "400ms", "retries": 0, "max_age": "3s"}
 
 
-@pytest.fixture(scope="module")
-def frozen_tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
-    """The tiny site held at one instant, so dcim's numbers can be compared exactly."""
-    workdir = tmp_path_factory.mktemp("sim")
-    sim = SimulatorProcess.start("tiny", workdir / "sim.yaml", extra=("--frozen",))
-    yield sim
-    sim.stop()
-
-
 @pytest.fixture
 def tiny(tmp_path: Path) -> Iterator[SimulatorProcess]:
     """A tiny site whose world moves (energy counters count)."""

@@ -11,6 +11,7 @@ published, memory and the log stay bounded.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import socket
 import sqlite3
@@ -33,16 +34,8 @@ from dcim.sim.child import SimulatorProcess
 from dcim.sinks.prometheus import PrometheusSink
 
 FAST_POLLING = {"interval": "1s", "timeout": "400ms", "retries": 0, "max_age": "3s"}
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 SNMP_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "snmp"
-
-
-@pytest.fixture(scope="module")
-def frozen_tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
-    """The tiny site held at one instant."""
-    workdir = tmp_path_factory.mktemp("sim")
-    sim = SimulatorProcess.start("tiny", workdir / "sim.yaml", extra=("--frozen",))
-    yield sim
-    sim.stop()
 
 
 @pytest.fixture
@@ -138,8 +131,13 @@ def hostile_site() -> Iterator[list[dict[str, Any]]]:
 
 
 def _series(metrics: dict[str, float], name: str, device: str) -> dict[str, float]:
-    return {k: v for k, v in metrics.items()
-            if k.startswith(name + "{") and f'device="{device}"' in k}
+    """The series of one device by their labels (`kind="x",...`), each once (parse_metrics
+    also files them by sorted labels)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if key.startswith(name + "{") and f'device="{device}"' in key:
+            out[",".join(f'{k}="{v}"' for k, v in sorted(LABEL.findall(key)))] = value
+    return out
 
 
 def test_hostile_devices_are_down_and_everything_else_keeps_its_schedule(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.daemon_process import DaemonProcess
 from support.hostile_http import HostileWriteEndpoint
 from support.influx_daemon import TINY_DEVICES, device_polls, devices_up, drained, influx_daemon
 from support.servers import VictoriaMetricsServer, wait_until
@@ -34,6 +35,13 @@ def sim(tmp_path: Path) -> Iterator[SimulatorProcess]:
     simulator.stop()
 
 
+def _daemon(tmp_path: Path, sim: SimulatorProcess, proxy: HostileWriteEndpoint) -> DaemonProcess:
+    """dcim writing through the proxy with a 1 s write timeout and 2 s of backoff at most."""
+    return influx_daemon(tmp_path, sim, proxy.url,
+                         influxdb={"url": proxy.url, "org": "dcim", "bucket": "dcim", "token": "t",
+                                   "flush_interval": "1s", "max_backoff": "2s", "timeout": "1s"})
+
+
 def _gaps(stamps: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in itertools.pairwise(stamps) if b - a > MAX_GAP_MS]
 
@@ -46,10 +54,7 @@ def _retries(metrics: dict[str, float]) -> dict[str, float]:
 def test_refusing_and_hanging_endpoints_lose_and_duplicate_nothing(
         tmp_path: Path, sim: SimulatorProcess, victoria_metrics: VictoriaMetricsServer) -> None:
     proxy = HostileWriteEndpoint(victoria_metrics.url, retry_after="3600", max_body=1500)
-    daemon = influx_daemon(tmp_path, sim, proxy.url,
-                           influxdb={"url": proxy.url, "org": "dcim", "bucket": "dcim",
-                                     "token": "t", "flush_interval": "1s", "max_backoff": "2s",
-                                     "timeout": "1s"})
+    daemon = _daemon(tmp_path, sim, proxy)
     try:
         daemon.start()
         time.sleep(4)
@@ -82,10 +87,7 @@ def test_a_write_answered_late_is_resent_once_and_deduplicated(
     dedup = victoria_metrics_factory(extra_args=["-dedup.minScrapeInterval=1ms"])
     # Every write is stored at once (in both) and answered 1.5 s later, past dcim's 1 s timeout.
     proxy = HostileWriteEndpoint(plain.url, dedup.url, mode="slow-204", delay=1.5)
-    daemon = influx_daemon(tmp_path, sim, proxy.url,
-                           influxdb={"url": proxy.url, "org": "dcim", "bucket": "dcim",
-                                     "token": "t", "flush_interval": "1s", "max_backoff": "2s",
-                                     "timeout": "1s"})
+    daemon = _daemon(tmp_path, sim, proxy)
     try:
         daemon.start()
         time.sleep(15)

@@ -22,6 +22,7 @@ from support.sink_site import World
 from dcim.config import InfluxSinkConfig
 from dcim.sinks import influx
 from dcim.sinks.influx import InfluxSink, classify, retry_after
+from dcim.sinks.influx_lines import LineMaker
 from dcim.sinks.spool import SqliteSpool
 
 
@@ -79,11 +80,11 @@ async def server() -> AsyncIterator[tuple[Script, str]]:
     await runner.cleanup()
 
 
-def _sink(url: str, tmp_path: Path, **kw: object) -> InfluxSink:
+def _sink(url: str, tmp_path: Path, lines: LineMaker | None = None, **kw: object) -> InfluxSink:
     config = InfluxSinkConfig.model_validate({
         "url": url, "org": "o", "bucket": "b", "token": "secret-token",
         "flush_interval": "200ms", "batch_size": 1000, **kw})
-    return InfluxSink(config, tmp_path)
+    return InfluxSink(config, tmp_path, lines)
 
 
 async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -426,3 +427,29 @@ async def test_a_damaged_spool_is_kept_aside_said_and_delivery_goes_on(
     assert "database disk image is malformed" in line and ".bad-" in line
     assert "an unknown number of points (recover them with `sqlite3" in line
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("influx-spool.db.bad-")]
+
+
+async def test_a_sink_restarted_by_a_reload_does_not_write_old_polls_again(
+        server: tuple[Script, str], tmp_path: Path) -> None:
+    script, url = server
+    script.answers = [ok]
+    first = _sink(url, tmp_path)
+    await first.start()
+    world = World()
+    _feed(sink=first, world=world, t0=1_700_000_000.0, ticks=2)
+    expected = _expected(world, 1_700_000_000.0, 2)
+    await _until(lambda: len(script.accepted) >= len(expected))
+    await first.stop(2.0)
+    # The reload's new sink (other settings) sees the same latest snapshot first.
+    second = _sink(url, tmp_path, keepalive="90s", lines=first.lines)
+    await second.start()
+    second.publish(world.published(1_700_000_001.6))
+    world.poll_all(1_700_000_002.0, rack_kw=52.0)
+    second.publish(world.published(1_700_000_002.5))
+    await _until(lambda: second.sent > 0)
+    await second.stop(2.0)
+    assert script.accepted[: len(expected)] == expected
+    new = script.accepted[len(expected):]
+    device_stamps = [line.rsplit(" ", 1)[1] for line in new if line.startswith("dcim_device,")]
+    assert device_stamps and set(device_stamps) == {"1700000002000"}  # only the new poll
+    assert len(script.accepted) == len(set(script.accepted))
