@@ -10,6 +10,7 @@ and a repeated key silently keeps the last value. This loader refuses each of th
 - nesting deeper than MAX_DEPTH is refused while composing, before any recursion limit;
 - the tree with every alias expanded may hold at most MAX_NODES nodes (counted on the composed
   graph, in time linear in the file, before construction);
+- an alias inside the node it names (`&a [*a]`, a structure containing itself) is an error;
 - a key repeated in one mapping is an error (`<<` merge keys may still be overridden);
 - a value the YAML resolver cannot build (a timestamp such as 2026-13-45) is an error, not a
   ValueError escaping to the caller.
@@ -91,12 +92,17 @@ class _SafeLoader(Reader, Scanner, Parser, Composer, SafeConstructor, Resolver):
 def _expanded_size(root: Node) -> int:
     """Nodes in the tree with every alias expanded, without expanding it (memoised per node)."""
     sizes: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being sized: meeting one is a cycle
     # Iterative post-order walk: the graph is at most MAX_DEPTH deep, but be safe regardless.
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if id(node) in sizes:
             continue
+        if not done and id(node) in open_:
+            # `&a [*a]`: PyYAML builds a list that contains itself; nothing dcim reads may.
+            raise _Limit(None, None, "an alias refers to the node that contains it",
+                         node.start_mark)
         if isinstance(node, ScalarNode):
             sizes[id(node)] = 1
             continue
@@ -106,8 +112,10 @@ def _expanded_size(root: Node) -> int:
         elif isinstance(node, MappingNode):
             children = [n for pair in node.value for n in pair]
         if done:
+            open_.discard(id(node))
             sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_NODES + 1)
         else:
+            open_.add(id(node))
             stack.append((node, True))
             stack.extend((c, False) for c in children if id(c) not in sizes)
     return sizes[id(root)]

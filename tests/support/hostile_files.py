@@ -37,6 +37,11 @@ def deep_block(depth: int = 200) -> bytes:
     return (BASE + "\n".join(lines) + " 1\n").encode()
 
 
+def recursive_alias() -> bytes:
+    """A list that contains itself: an endless walk for anything that copies the tree."""
+    return (BASE + "extra: &x [1, *x]\n").encode()
+
+
 def latin1() -> bytes:
     """A Latin-1 byte in a comment: not UTF-8."""
     return (BASE + "# salle électrique\n").encode("latin-1")
@@ -74,6 +79,8 @@ HOSTILE_CONFIGS: dict[str, tuple[bytes, str]] = {
                                          "once aliases are expanded"),
     "deep-flow": (deep_flow(), "{path}: line 6 column 71: nesting deeper than 64 levels"),
     "deep-block": (deep_block(), "{path}: line 69 column 127: nesting deeper than 64 levels"),
+    "recursive-alias": (recursive_alias(),
+                        "{path}: line 6 column 8: an alias refers to the node that contains it"),
     "latin-1": (latin1(), "{path}: line 6: not UTF-8 text (byte 0xe9 at offset 147)"),
     "duplicate-key": (duplicate_key(),
                       "{path}: line 1 column 19: duplicate key 'name' (first at line 1)"),
