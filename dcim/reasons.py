@@ -62,6 +62,8 @@ class ErrorKind(StrEnum):
     PROTOCOL = "protocol"            # garbage, an error status, a short answer
     EXCEPTION = "exception"          # Modbus: every register read refused with an exception
     PROFILE_MISMATCH = "profile_mismatch"  # sysObjectID says it is another model
+    # `profile: auto` and the device has not answered sysObjectID yet: asked again each poll
+    UNIDENTIFIED = "unidentified"
     # Redfish (HTTP): TLS handshake or certificate refused; 401 or login refused; an HTTP error
     # status; the device resource 404s; an answer that is not JSON (an HTML login page); a body
     # over the size bound; no resource configured and the collection has not exactly one.

@@ -133,6 +133,7 @@ class Daemon:
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         poller = Poller(site.max_in_flight)
+        poller.on_identified = lambda _device: self._reload.set()
         running = self._running = _Running(ledger, exporter, poller, Scheduler(poller),
                                            Outputs(exporter, state_dir, self.coordinators.record))
         exporter.healthy = lambda: self._alive(running.scheduler, time.monotonic())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import os
 import time
+from collections.abc import Callable
 
 from dcim.decode import Decoded, decode_modbus, decode_snmp
 from dcim.drivers.modbus import ModbusClient, ModbusDeviceError
@@ -36,6 +38,8 @@ from dcim.snmp.client import ClientStats
 
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 
+log = logging.getLogger("dcim.poller")
+
 
 @functools.lru_cache(maxsize=64)
 def profile_hint(sys_object_id: str) -> str:
@@ -61,6 +65,10 @@ class Poller:
         self._modbus = ModbusClient()
         self._redfish = RedfishDriver()
         self._verified: set[tuple[str, int]] = set()
+        # Called once per device when a `profile: auto` device that did not answer at load
+        # answers sysObjectID: the daemon reloads its config, which identifies it.
+        self.on_identified: Callable[[str], None] | None = None
+        self._answered: set[str] = set()
 
     def _snmp_client(self, device: DeviceSpec) -> SnmpDriver:
         """dcim's own SNMP stack for v1, v2c and v3 SHA/AES; pysnmp for MD5 or DES users."""
@@ -92,6 +100,8 @@ class Poller:
         budget = deadline or device.timeout * (device.retries + 1) * 4
         try:
             async with asyncio.timeout(budget):
+                if device.unidentified is not None:
+                    return await self._identify(device, started)
                 if isinstance(device.profile, SnmpProfile):
                     result = await self._poll_snmp(device, device.profile, only)
                 elif isinstance(device.profile, RedfishProfile):
@@ -123,6 +133,25 @@ class Poller:
             data = await fetch(client, device, fallback_plan(retry), profile.max_repetitions, data)
             decoded = decode_snmp(profile, data, device.rack_cap_w, only)
         return decoded
+
+    async def _identify(self, device: DeviceSpec, started: float) -> PollResult:
+        """A `profile: auto` device not identified yet: ask sysObjectID again; down either way
+        (it has no profile to read with until the config is reloaded)."""
+        if device.id not in self._answered:
+            try:
+                got = await self._snmp_client(device).get(device, [SYS_OBJECT_ID])
+            except (SnmpDeviceError, OSError, TimeoutError) as exc:
+                return failed(device.id, time.time(), time.monotonic() - started,
+                              ErrorKind.UNIDENTIFIED, "profile not identified yet: no answer to "
+                              f"sysObjectID ({str(exc) or type(exc).__name__})")
+            self._answered.add(device.id)
+            log.info("%s answered sysObjectID %s: reloading the config to identify it",
+                     device.id, got.get(SYS_OBJECT_ID))
+            if self.on_identified is not None:
+                self.on_identified(device.id)
+        return failed(device.id, time.time(), time.monotonic() - started, ErrorKind.UNIDENTIFIED,
+                      "profile not identified yet: it answered sysObjectID, the config reload "
+                      "that identifies it has not taken it (see the log)")
 
     async def _verify_model(self, client: SnmpDriver, device: DeviceSpec,
                             profile: SnmpProfile) -> None:

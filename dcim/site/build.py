@@ -40,7 +40,8 @@ def build_site(config: Config | ValidatedConfig, registry: ProfileRegistry,
     errors += check_polling(config.polling, invalid)
     # Every device id written, resolved or not: a reference to one that failed is not unknown.
     declared = {d.id for d in config.devices}
-    devices, feeds = resolve_devices(config, registry, declared, invalid, errors, identify)
+    devices, feeds = resolve_devices(config, registry, declared, invalid, errors, warnings,
+                                     identify)
     racks = rack_specs(config.racks, feeds, max_kw)
     pue = None
     if config.pue is not None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dcim.config import Config, Credentials, Device, Invalid, Polling
 from dcim.coolant import COOLANTS, DEFAULT_COOLANT, Coolant
 from dcim.points import Kind
-from dcim.profile import Identity, Profile, ProfileRegistry, with_overrides
+from dcim.profile import Identity, Profile, ProfileRegistry, SnmpProfile, with_overrides
 from dcim.site.credentials import snmp_auth
 from dcim.site.model import (
     DEFAULT_PORTS,
@@ -119,6 +119,11 @@ def _coolant(dev: Device, profile: Profile) -> Coolant | None:
 
 
 AUTO = "auto"  # profile: auto, picked from the device's sysObjectID / sysDescr at load
+# The profile of a `profile: auto` device that did not answer at load: no points, so it reads
+# nothing and counts as down (a rack it feeds, a PUE it is part of are withheld, never partial).
+# Its kind is a placeholder; the reload once it answers gives it its real profile.
+UNIDENTIFIED = SnmpProfile(name=AUTO, kind=Kind.PDU, protocol="snmp",
+                           description="profile: auto, not identified yet", points={})
 
 
 def _target(dev: Device, config: Config) -> tuple[str, int, SnmpAuth]:
@@ -132,6 +137,9 @@ Identify = Callable[[Sequence[tuple[str, int, SnmpAuth]], ProfileRegistry, float
                     list[Identity]]
 
 
+NOT_ASKED = "this command does not ask devices"
+
+
 def _identify_auto(config: Config, registry: ProfileRegistry,
                    identify: Identify | None) -> dict[str, Identity]:
     """Ask every `profile: auto` device who it is, all at once (SNMP devices only), by id."""
@@ -141,11 +149,19 @@ def _identify_auto(config: Config, registry: ProfileRegistry,
         return {}
     if identify is None:
         return {d.id: Identity(d.host, d.port or DEFAULT_PORTS["snmp"], None, None, (),
-                               error="this command does not ask devices")
+                               error=NOT_ASKED)
                 for d in wanted}
     found = identify([_target(d, config) for d in wanted], registry, config.polling.timeout,
                      config.polling.retries)
     return {d.id: ident for d, ident in zip(wanted, found, strict=True)}
+
+
+def _unanswered(identities: Mapping[str, Identity], dev: Device) -> str | None:
+    """Why a `profile: auto` device is not identified yet (it did not answer), else None."""
+    ident = identities.get(dev.id)
+    if ident is None or ident.error is None or ident.error == NOT_ASKED:
+        return None
+    return f"profile not identified yet: no answer to sysObjectID ({ident.error})"
 
 
 def _auto_profile(where: str, dev: Device, identities: Mapping[str, Identity],
@@ -155,11 +171,11 @@ def _auto_profile(where: str, dev: Device, identities: Mapping[str, Identity],
         errors.append(f"{where}.credentials: unknown credentials '{dev.credentials}'")
         return None
     target = f"{ident.host}:{ident.port}"
-    if ident.error is not None:
-        errors.append(f"{where}.profile: auto: {target} did not answer over SNMP "
-                      f"({ident.error}); name its profile (`dcim discover` prints it)")
+    if ident.error is not None:  # only when this command does not ask devices
+        errors.append(f"{where}.profile: auto: {target} was not asked ({ident.error}); "
+                      "name its profile (`dcim discover` prints it)")
         return None
-    elif not ident.profiles:
+    if not ident.profiles:
         errors.append(f"{where}.profile: auto: no shipped profile matches {target} "
                       f"({ident.describe()}); name or write one")
     elif ident.profile is None:
@@ -188,11 +204,13 @@ def _adjusted(where: str, dev: Device, profile: Profile, errors: list[str]) -> P
 
 
 def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str],
-                    invalid: Invalid, errors: list[str],
+                    invalid: Invalid, errors: list[str], warnings: list[str],
                     identify: Identify | None = None) -> tuple[dict[str, DeviceSpec], Feeds]:
     """The devices that resolve (faults appended to errors), and which feed each rack;
     declared: every device id in the config (a meter may serve any of them); identify: how
-    to ask `profile: auto` devices who they are (None: such a device is an error)."""
+    to ask `profile: auto` devices who they are (None: such a device is an error). A
+    `profile: auto` device that does not answer is a warning: it loads as down (UNIDENTIFIED)
+    and the rest of the site is polled."""
     polling = config.polling
     max_kw = config.site.rack_max_kw
     devices: dict[str, DeviceSpec] = {}
@@ -205,6 +223,14 @@ def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str
             errors.append(f"{where}.id: duplicate id '{dev.id}' (also devices[{seen[dev.id]}])")
             continue
         seen[dev.id] = i
+        unanswered = _unanswered(identities, dev) if dev.profile == AUTO else None
+        if unanswered is not None:
+            warnings.append(f"{where}.profile: auto: {dev.host}:{dev.port or DEFAULT_PORTS['snmp']}"
+                            f" {unanswered}; polled as down until it answers")
+            devices[dev.id] = _unidentified_spec(dev, config, feeds, unanswered)
+            if not invalid.hides("polling"):
+                errors.extend(_check_timing(where, dev, polling))
+            continue
         if dev.profile == AUTO:
             picked = _auto_profile(where, dev, identities, errors)
             if picked is None:
@@ -249,3 +275,17 @@ def resolve_devices(config: Config, registry: ProfileRegistry, declared: set[str
             detected=_detected(dev, identities),
         )
     return devices, feeds
+
+
+def _unidentified_spec(dev: Device, config: Config, feeds: Feeds, why: str) -> DeviceSpec:
+    """A `profile: auto` device that did not answer: down until it does. Checks that need its
+    profile (rack kind, points, serves) wait for the reload that identifies it."""
+    if dev.rack is not None and dev.rack in feeds:
+        feeds[dev.rack].setdefault(dev.feed or "A", []).append(dev.id)
+    interval = dev.interval or config.polling.interval
+    return DeviceSpec(
+        id=dev.id, profile=UNIDENTIFIED, host=dev.host, port=dev.port or DEFAULT_PORTS["snmp"],
+        unit=dev.unit, interval=interval, timeout=dev.timeout or config.polling.timeout,
+        retries=config.polling.retries, max_age=max(config.polling.max_age, interval),
+        rack=dev.rack, feed=dev.feed or ("A" if dev.rack else None), serves=dev.serves,
+        auth=snmp_auth(config.credentials, dev.credentials), unidentified=why)

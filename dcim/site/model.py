@@ -84,6 +84,10 @@ class DeviceSpec:
     rack_cap_w: float | None = None
     # How `profile: auto` picked the profile (sysObjectID, sysDescr seen), None if named.
     detected: str | None = None
+    # `profile: auto` and the device did not answer at load: why. Its profile is then a
+    # placeholder without points (UNIDENTIFIED); the poller asks it again each interval and
+    # has the config reloaded once it answers, which gives it its real profile.
+    unidentified: str | None = None
 
     @property
     def kind(self) -> Kind:

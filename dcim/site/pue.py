@@ -20,6 +20,9 @@ def resolve_pue(pue: Pue, devices: Mapping[str, DeviceSpec], declared: set[str],
             if dev_id not in declared:
                 if not invalid.hides("devices", dev_id):
                     errors.append(f"{where}: unknown device '{dev_id}'")
+            elif dev_id in devices and devices[dev_id].unidentified:
+                # Down until identified: PUE is withheld for it, never summed without it.
+                out[dev_id] = "power_w"
             elif dev_id in devices:  # else its own entry failed, and says why
                 profile = devices[dev_id].profile
                 point = power_point(profile, role)

@@ -5,6 +5,7 @@ profile from sysObjectID / sysDescr (ProfileRegistry.match, used by `dcim discov
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ from support.profiles import shipped_registry
 from dcim.config import parse_config
 from dcim.decode import SnmpData, decode_snmp
 from dcim.errors import ConfigError
-from dcim.profile import ProfileRegistry, SnmpProfile
-from dcim.site import build_site
+from dcim.profile import Identity, ProfileRegistry, SnmpProfile
+from dcim.site import SnmpAuth, build_site
 
 UPS_OUTPUT_POWER = "1.3.6.1.2.1.33.1.4.4.1.4"
 
@@ -103,5 +104,32 @@ def test_auto_without_a_prober_is_a_plain_error() -> None:
         build_site(parse_config({"site": {"name": "s"}, "devices": [
             {"id": "x", "profile": "auto", "host": "127.0.0.1"}]}), REGISTRY)
     assert info.value.errors == [
-        "devices[0].profile: auto: 127.0.0.1:161 did not answer over SNMP (this command does "
+        "devices[0].profile: auto: 127.0.0.1:161 was not asked (this command does "
         "not ask devices); name its profile (`dcim discover` prints it)"]
+
+
+def _no_answer(targets: Sequence[tuple[str, int, SnmpAuth]], registry: ProfileRegistry,
+               timeout: float, retries: int) -> list[Identity]:
+    return [Identity(host, port, None, None, (), error="no answer within 0.5s")
+            for host, port, _ in targets]
+
+
+def test_an_auto_device_that_does_not_answer_loads_as_down_and_withholds_what_it_feeds() -> None:
+    site = build_site(parse_config({
+        "site": {"name": "s"},
+        "racks": [{"id": "r1"}],
+        "devices": [
+            {"id": "late", "profile": "auto", "host": "127.0.0.1", "port": 1161, "rack": "r1"},
+            {"id": "meter", "profile": "sunspec-meter", "host": "127.0.0.1", "port": 1502}],
+        "pue": {"facility": ["meter"], "it": ["late"]}}), REGISTRY, _no_answer)
+    late = site.devices["late"]
+    assert late.unidentified == ("profile not identified yet: no answer to sysObjectID "
+                                 "(no answer within 0.5s)")
+    assert late.profile.name == "auto" and not late.profile.points
+    assert late.auth is not None and late.port == 1161
+    # Still counted where it was put: the rack and PUE wait for it, never sum without it.
+    assert site.racks["r1"].devices == ("late",)
+    assert site.pue is not None and site.pue.it == {"late": "power_w"}
+    assert site.warnings == (
+        "devices[0].profile: auto: 127.0.0.1:1161 profile not identified yet: no answer to "
+        "sysObjectID (no answer within 0.5s); polled as down until it answers",)
