@@ -56,7 +56,8 @@ def _split(items: list[SimRack], sizes: list[int]) -> list[list[SimRack]]:
 
 
 def tiny(seed: int) -> SimSite:
-    """Two racks with A/B PDUs (four PDU vendors), one CDU, one utility meter, one UPS."""
+    """Two racks with A/B PDUs (four PDU vendors), one CDU, one utility meter, one UPS; r01 is
+    leased to one tenant (TINY_TENANTS), r02 is unassigned."""
     racks = [_rack(seed, "r01", 0, "a", "h1"), _rack(seed, "r02", 1, "a", "h1")]
     vendors = ("apc-rpdu2", "raritan-px", "servertech-sentry4", "eaton-epdu")
     devices = []
@@ -69,8 +70,8 @@ def tiny(seed: int) -> SimSite:
         SimDevice(id="ups-1", profile=UPS_PROFILE, kind=Kind.UPS, rated_w=500_000.0,
                   carries=tuple((r.id, f) for r in racks for f in ("A", "B"))),
     ]
-    return SimSite(name="sim-tiny", preset="tiny", racks=tuple(racks), devices=tuple(devices),
-                   misc_w=2_000.0)
+    return lease(SimSite(name="sim-tiny", preset="tiny", racks=tuple(racks),
+                         devices=tuple(devices), misc_w=2_000.0), TINY_TENANTS)
 
 
 def _row_name(index: int) -> str:
@@ -145,6 +146,15 @@ HALL_TENANTS = (
                price_per_kwh=0.095, minimum_ratio=0.45, timezone="America/Los_Angeles"), 24),
     (SimTenant(id="cobalt", name="Cobalt Compute", contract_kw=1800, model="pue_multiplier",
                price_per_kwh=0.07, overage_multiplier=2.0, timezone="America/Los_Angeles"), 12),
+)
+
+
+# tiny leases r01 to one tenant and leaves r02 unassigned: the tenant series and dashboard
+# have data in the tests that run on it.
+TINY_TENANTS = (
+    (SimTenant(id="acme", name="Acme AI", contract_kw=150, model="committed",
+               price_per_kwh=0.085, overage_multiplier=1.5, minimum_ratio=0.5,
+               timezone="UTC"), 1),
 )
 
 

@@ -56,7 +56,7 @@ TEST_EDITS = [
 # Values the dashboards' variables take here ("All" is .* in Grafana).
 LIVE_VARIABLES = {
     "$__rate_interval": "15s", "$__interval": "2s", "$__range": "5m",
-    "$site": SITE, "$hall": "h1", "$rack": ".*", "$cdu": ".*", "$kind": ".*",
+    "$site": SITE, "$hall": "h1", "$rack": ".*", "$cdu": ".*", "$kind": ".*", "$tenant": ".*",
 }
 # Panels that cannot show data on the tiny preset; their queries still have to run.
 NO_DATA_ON_TINY = {

@@ -171,12 +171,18 @@ def test_campus_of_two_halls_one_sharded(halls: dict[str, SimulatorProcess],
     campus = one_value(store_query(store, "campus:dcim_pue:ratio"), "campus in VM")
     assert campus == pytest.approx(truth_pue(halls, "hall-a", "hall-b"), rel=REL)
     assert store_query(store, 'count({__name__=~"dcim_.+", replica!=""})') == []
-    # One series per dcim instance (each shard exports its part), not one per replica.
-    facility = store_query(store, "dcim_facility_power_watts")
-    instances = sorted((r["metric"]["site"], r["metric"]["instance"]) for r in facility)
-    assert instances == sorted((site, d.address) for site, d in (
+    # One series per dcim instance (each shard exports its part), not one per replica. (The
+    # store shows a new series once its index entry is flushed: wait for all three.)
+    want = sorted((site, d.address) for site, d in (
         ("hall-a", pollers["hall-a"]), ("hall-b", pollers["hall-b/0"]),
         ("hall-b", pollers["hall-b/1"])))
+
+    def instances() -> list[tuple[str, str]] | None:
+        got = sorted((r["metric"]["site"], r["metric"]["instance"])
+                     for r in store_query(store, "dcim_facility_power_watts"))
+        return got if len(got) >= len(want) else None
+
+    assert wait_until(instances, 30, what="every dcim's facility series in VM") == want
     # One sample per scrape interval per series, though two Prometheus servers wrote it.
     window = 20
     counts = [float(r["value"][1]) for r in store_query(
