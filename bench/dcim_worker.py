@@ -158,4 +158,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if "uvloop" in patches.loop_patches(sys.argv):
+        import uvloop  # not a dcim dependency: `.venv/bin/pip install uvloop` to measure it
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(main())

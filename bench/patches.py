@@ -8,6 +8,8 @@ win (learned GETBULK repetitions, draining the socket into one buffer) are now i
     noraw      decode_snmp skips the per-point raw copy (only `dcim poll` shows it)
     together   a poll sends its GET and the first request of every walk group at once (one
                wakeup can then read several answers) instead of one after the other
+    uvloop     the worker runs on uvloop's event loop instead of asyncio's (pip install uvloop;
+               chosen before the loop starts, see loop_patches)
 """
 
 from __future__ import annotations
@@ -62,7 +64,16 @@ def _together() -> None:
     snmp.SnmpDriver.walk = walk  # type: ignore[method-assign]
 
 
-PATCHES: dict[str, Callable[[], None]] = {"noraw": _noraw, "together": _together}
+def loop_patches(argv: Sequence[str]) -> list[str]:
+    """Patches in a worker's --patches=... argument that choose the event loop itself, so
+    they must act before asyncio.run (the others are applied inside the running loop)."""
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("--patches=")]
+    return [n for arg in names for n in arg.split(",") if n in LOOP_PATCHES]
+
+
+LOOP_PATCHES = {"uvloop"}
+PATCHES: dict[str, Callable[[], None]] = {"noraw": _noraw, "together": _together,
+                                          "uvloop": lambda: None}
 
 
 def apply(names: Sequence[str]) -> None:

@@ -68,6 +68,20 @@ def rows() -> list[tuple[str, str, str, str]]:
         out.append((f"agents ({cost['agents']} snmpd) CPU during a round", "not the bottleneck",
                     f"all together <= {agents:.0%} of one core, the busiest {busiest:.1%}",
                     _ok(agents < 0.9)))
+    rates = _load("snmp_cost_rates.json")
+    if rates:
+        targets = {"50": 1.0, "200": 0.5}  # issue 18: what a site polling on a schedule needs
+        for rate, res in sorted(rates["rates"].items(), key=lambda kv: float(kv[0])):
+            fast = res["summary"].get("dcim-fast", {})
+            paired = fast.get("paired_vs_snmp_exporter")
+            if paired is None:
+                continue
+            limit = targets.get(rate)
+            out.append((f"poll cost at {rate} polls/s offered, dcim fast vs snmp_exporter",
+                        f"ratio <= {limit:g}" if limit else "",
+                        f"paired {paired:.2f} ({fast['us_per_varbind']:.1f} µs/varbind against "
+                        f"{res['summary']['snmp_exporter']['us_per_varbind']:.1f})",
+                        _ok(paired <= limit) if limit else ""))
     scale = _load("scale.json")
     if scale:
         misses = scale["overruns"] + scale["errors"]
@@ -86,6 +100,15 @@ def rows() -> list[tuple[str, str, str, str]]:
              f"{scale['data_age_p50_s']:.1f} / {scale['data_age_p99_s']:.1f} / "
              f"{scale['data_age_max_s']:.1f} s", _ok(scale["data_age_max_s"] <= 12.5)),
         ]
+        if scale.get("start_lateness_samples"):
+            out.append((f"scale: poll start lateness p50 / p99 / max (scrapes every "
+                        f"{scale['scrape_interval_s']:g} s)", "",
+                        f"{scale['start_lateness_p50_s'] * 1000:.0f} / "
+                        f"{scale['start_lateness_p99_s'] * 1000:.0f} / "
+                        f"{scale['start_lateness_max_s'] * 1000:.0f} ms"
+                        + (f"; due during a scrape p99 {in_p99 * 1000:.0f} ms"
+                           if (in_p99 := scale.get("start_lateness_in_scrape_p99_s")) is not None
+                           else ""), ""))
         if "scrape_us_per_series" in scale:
             per_series = scale["scrape_us_per_series"]
             out.append((f"scale: a /metrics scrape ({scale['scrape_series']} series, gzip)",

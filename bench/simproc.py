@@ -107,6 +107,7 @@ class Daemon:
     def metrics(self) -> str:
         """One /metrics scrape, gzip accepted as Prometheus does; its wall time, CPU, size and
         series count are kept in `scrapes`."""
+        started = time.time()  # wall clock, to compare with the daemon's timestamps
         c0, t0 = bl.cpu_seconds(self.proc.pid), time.perf_counter()
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/metrics",
                                          headers={"Accept-Encoding": "gzip"})
@@ -116,7 +117,7 @@ class Daemon:
         t1 = time.perf_counter()
         body: str = (gzip.decompress(raw) if zipped else raw).decode()
         series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
-        self.scrapes.append({"wall_s": t1 - t0, "cpu_s": bl.cpu_seconds(self.proc.pid) - c0,
+        self.scrapes.append({"start": started, "wall_s": t1 - t0, "cpu_s": bl.cpu_seconds(self.proc.pid) - c0,
                              "bytes": len(body), "wire_bytes": len(raw), "series": series})
         return body
 
