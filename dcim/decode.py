@@ -428,12 +428,13 @@ def _apparent(current: PointValue, voltage: PointValue,
     if len(volts) == 1:
         (v,) = volts.values()
         pairs = [(i, v) for i in amps.values()]
-    elif set(volts) == set(amps):
-        pairs = [(amps[k], volts[k]) for k in amps]
+    elif set(volts) <= set(amps):
+        # Current rows without a voltage row (an ePDU's neutral) carry no power of their own.
+        pairs = [(amps[k], volts[k]) for k in volts]
     else:
         return None
     va = math.fsum(i * v for i, v in pairs) / (math.sqrt(3) if line_to_line else 1.0)
-    return va, math.fsum(amps.values()), math.fsum(volts.values()) / len(volts)
+    return va, math.fsum(i for i, _ in pairs), math.fsum(volts.values()) / len(volts)
 
 
 def _violation(rule: PowerWithinVa | AtLeast, values: Mapping[str, PointValue],

@@ -8,9 +8,9 @@ gap longer than max_age). Pure: no I/O and no clock; the daemon persists `Device
 A counter is checked against power: an increase larger than the device's power could deliver
 since the counter last moved (JUMP_MARGIN x the higher power reading, plus two counter steps)
 is refused (`jumps`), the counter re-baselined and only the power-integrated estimate
-credited. A decrease that is not a wrap is held for one reading: if the counter comes back to
-its old count it was a glitch (`glitches`: a meter reading 0 for a few seconds), if it counts
-on from the low value it was a reset. The ledger never jumps.
+credited. A decrease that is not a wrap is held while the counter stays at (or below) the low
+value: if it comes back to its old count it was a glitch (`glitches`: a meter reading 0 for a
+few polls), if it counts on from the low value it was a reset. The ledger never jumps.
 """
 
 from __future__ import annotations
@@ -114,8 +114,10 @@ def _counter(device: DeviceSpec, prev: DeviceEnergy, now_wh: float, power: float
         return replace(moved, changed_time=t), None  # first reading: a baseline
     delta_wh = now_wh - prev.last_wh
     if prev.suspect_wh is not None and delta_wh < 0:
-        if now_wh < prev.suspect_wh:
-            return replace(prev, suspect_wh=now_wh), None  # still going down: keep waiting
+        if now_wh <= prev.suspect_wh:
+            # Still going down, or stuck at the low value (a meter reading 0 for several
+            # polls): keep waiting; only counting on from it makes it a reset.
+            return replace(prev, suspect_wh=now_wh), None
         # Counting on from the low value: the counter was reset. What it shows now was used
         # after the reset; power tells us the rest when it is known.
         expected = _expected_wh(prev, power, t)

@@ -83,6 +83,17 @@ def test_a_drop_that_comes_back_is_a_glitch_not_a_reset() -> None:
     assert state.total_j == pytest.approx(5_555.0 * WH)
 
 
+def test_a_counter_stuck_at_zero_for_several_polls_is_still_a_glitch() -> None:
+    # The meter reads 0 for three polls, then its count again: no reset (it never counted on
+    # from 0), no jump; only what was used since the last good count reaches the ledger.
+    lifetime = 123_500_000.0
+    zeros = [reading(t, 1_000_000, 0.0) for t in (10, 20, 30)]
+    state, _ = run(_device(), [reading(0, 1_000_000, lifetime), *zeros,
+                               reading(40, 1_000_000, lifetime + 11_111.0)])
+    assert (state.resets, state.glitches, state.jumps) == (0, 1, 0)
+    assert state.total_j == pytest.approx(11_111.0 * WH)
+
+
 def test_an_increase_beyond_what_power_delivers_is_refused() -> None:
     # 10 kW for 10 s is 28 Wh; the counter claims 1 MWh: refused, re-baselined, power credited.
     state, incs = run(_device(), [reading(0, 10_000, 1000.0), reading(10, 10_000, 1_001_000.0),

@@ -36,6 +36,19 @@ def test_a_lie_is_refused_with_its_reason(device: str, mode: str, point: str,
     assert w.device_view(device)["points"][point] == honest["points"][point]
 
 
+@pytest.mark.parametrize("device", ["r02-pdu-a", "r02-pdu-b"])
+def test_tenfold_power_at_a_light_load_is_implausible_whatever_the_row_layout(
+        device: str) -> None:
+    # Ten times a light rack's power stays in range; only volts x amps catch it, also on an
+    # ePDU whose current rows include the neutral (a current row without a voltage row).
+    w = world()
+    w.apply({"action": "load", "rack": "r02", "kw": 15})
+    w.apply({"action": "fail", "device": device, "mode": "tenfold-power"})
+    lying = w.device_view(device)
+    assert "power_w" not in lying["points"], lying["points"].get("power_w")
+    assert lying["errors"]["power_w"].reason == "implausible", lying["errors"]
+
+
 def test_energy_glitch_reads_zero_until_recovered() -> None:
     w = world()
     before = w.device_view("main-1")["points"]["energy_wh"]
