@@ -289,3 +289,13 @@ def frozen_tiny(tmp_path_factory: pytest.TempPathFactory) -> Generator[Simulator
     sim = SimulatorProcess.start("tiny", workdir / "sim.yaml", extra=("--frozen",))
     yield sim
     sim.stop()
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Generator[SimulatorProcess, None, None]:
+    """`dcim simulate tiny` in real time, one per test (tests change its loads and faults)."""
+    sim = SimulatorProcess.start("tiny", tmp_path / "sim.yaml")
+    try:
+        yield sim
+    finally:
+        sim.stop()

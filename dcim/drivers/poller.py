@@ -68,7 +68,9 @@ class Poller:
         # Called once per device when a `profile: auto` device that did not answer at load
         # answers sysObjectID: the daemon reloads its config, which identifies it.
         self.on_identified: Callable[[str], None] | None = None
-        self._answered: set[str] = set()
+        # The unidentified spec each device answered for: a reload builds a new spec, so a
+        # device down again at that reload is asked again; a refused reload is not retried.
+        self._answered: dict[str, DeviceSpec] = {}
 
     def _snmp_client(self, device: DeviceSpec) -> SnmpDriver:
         """dcim's own SNMP stack for v1, v2c and v3 SHA/AES; pysnmp for MD5 or DES users."""
@@ -137,14 +139,14 @@ class Poller:
     async def _identify(self, device: DeviceSpec, started: float) -> PollResult:
         """A `profile: auto` device not identified yet: ask sysObjectID again; down either way
         (it has no profile to read with until the config is reloaded)."""
-        if device.id not in self._answered:
+        if self._answered.get(device.id) is not device:
             try:
                 got = await self._snmp_client(device).get(device, [SYS_OBJECT_ID])
             except (SnmpDeviceError, OSError, TimeoutError) as exc:
                 return failed(device.id, time.time(), time.monotonic() - started,
                               ErrorKind.UNIDENTIFIED, "profile not identified yet: no answer to "
                               f"sysObjectID ({str(exc) or type(exc).__name__})")
-            self._answered.add(device.id)
+            self._answered[device.id] = device
             log.info("%s answered sysObjectID %s: reloading the config to identify it",
                      device.id, got.get(SYS_OBJECT_ID))
             if self.on_identified is not None:

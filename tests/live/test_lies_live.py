@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.daemon_process import DaemonProcess, Metrics
+from support.daemon_process import DaemonProcess, Metrics, sample, total
 from support.servers import wait_until
 
 from dcim.sim.child import SimulatorProcess
@@ -17,33 +17,18 @@ from dcim.sim.child import SimulatorProcess
 J_PER_WH = 3600.0
 
 
-def _sample(metrics: Metrics, name: str, *labels: str) -> float | None:
-    """The value of the one series of `name` whose labels include all of `labels`."""
-    for series, value in metrics.items():
-        if series.startswith(name + "{") and all(label in series for label in labels):
-            return value
-    return None
-
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[SimulatorProcess, DaemonProcess]]:
-    sim = SimulatorProcess.start("tiny", tmp_path / "sim.yaml")
+def site(tmp_path: Path, tiny: SimulatorProcess) -> Iterator[tuple[SimulatorProcess, DaemonProcess]]:
     workdir = tmp_path / "dcim"
     workdir.mkdir()
-    daemon = DaemonProcess(workdir, sim.config, polling={
+    daemon = DaemonProcess(workdir, tiny.config, polling={
         "interval": "2s", "timeout": "1s", "retries": 0, "max_age": "5s"})
     try:
         daemon.start()
-        yield sim, daemon
+        yield tiny, daemon
     finally:
         daemon.close()
-        sim.stop()
-
-
-def _sum(metrics: Metrics, name: str, *labels: str) -> float:
-    """The sum over the series of `name` whose labels include all of `labels` (every method)."""
-    return sum(v for series, v in metrics.items()
-               if series.startswith(name + "{") and all(label in series for label in labels))
 
 
 def _scrape_until(daemon: DaemonProcess, check: Callable[[Metrics], bool], what: str) -> Metrics:
@@ -58,17 +43,17 @@ def test_lies_are_refused_and_withhold_only_what_needs_them(
         site: tuple[SimulatorProcess, DaemonProcess]) -> None:
     sim, daemon = site
     _scrape_until(daemon, lambda m: "dcim_pue_ratio" in m
-                  and _sample(m, "dcim_rack_power_watts", 'rack="r02"') is not None,
+                  and sample(m, "dcim_rack_power_watts", 'rack="r02"') is not None,
                   "PUE and both racks published")
 
     # r01-pdu-a's voltage rows read 10x: the voltage is refused, its power still counts.
     sim.post("/devices/r01-pdu-a/fail", {"mode": "tenfold-voltage"})
-    m = _scrape_until(daemon, lambda m: (_sample(
+    m = _scrape_until(daemon, lambda m: (sample(
         m, "dcim_invalid_readings_total", 'device="r01-pdu-a"', 'point="voltage_v"',
         'reason="out_of_range"') or 0) >= 2, "the tenfold voltage refused as out_of_range")
-    assert _sample(m, "dcim_rack_power_watts", 'rack="r01"') is not None
+    assert sample(m, "dcim_rack_power_watts", 'rack="r01"') is not None
     assert "dcim_pue_ratio" in m
-    assert _sample(m, "dcim_device_up", 'device="r01-pdu-a"') == 1.0
+    assert sample(m, "dcim_device_up", 'device="r01-pdu-a"') == 1.0
     sim.post("/devices/r01-pdu-a/recover")
 
     # r02-pdu-b's power reads 10x: refused as implausible, rack r02 and PUE (IT from racks)
@@ -77,12 +62,12 @@ def test_lies_are_refused_and_withhold_only_what_needs_them(
     # the check against volts x amps catches it.
     sim.post("/racks/r02/load", {"kw": 15})
     sim.post("/devices/r02-pdu-b/fail", {"mode": "tenfold-power"})
-    m = _scrape_until(daemon, lambda m: (_sample(
+    m = _scrape_until(daemon, lambda m: (sample(
         m, "dcim_invalid_readings_total", 'device="r02-pdu-b"', 'point="power_w"',
         'reason="implausible"') or 0) >= 2, "the tenfold power refused as implausible")
-    assert _sample(m, "dcim_rack_power_watts", 'rack="r02"') is None
+    assert sample(m, "dcim_rack_power_watts", 'rack="r02"') is None
     assert "dcim_pue_ratio" not in m
-    assert _sample(m, "dcim_rack_power_watts", 'rack="r01"') is not None
+    assert sample(m, "dcim_rack_power_watts", 'rack="r01"') is not None
     sim.post("/devices/r02-pdu-b/recover")
     _scrape_until(daemon, lambda m: "dcim_pue_ratio" in m, "PUE published again")
 
@@ -92,17 +77,17 @@ def test_an_energy_counter_glitch_never_makes_the_ledger_jump(
     sim, daemon = site
 
     def credited(m: Metrics) -> bool:
-        return _sum(m, "dcim_device_energy_joules_total", 'device="main-1"') > 0
+        return total(m, "dcim_device_energy_joules_total", 'device="main-1"') > 0
     before = _scrape_until(daemon, credited, "main-1's energy counted")
     truth_before = sim.get("/devices/main-1")["model"]["energy_wh"]
-    polls = _sample(before, "dcim_device_polls_total", 'device="main-1"')
+    polls = sample(before, "dcim_device_polls_total", 'device="main-1"')
 
     # The meter reads 0 for a few polls, then its true count again: a glitch, not a reset.
     sim.post("/devices/main-1/fail", {"mode": "energy-glitch"})
-    _scrape_until(daemon, lambda m: (_sample(m, "dcim_device_polls_total", 'device="main-1"')
+    _scrape_until(daemon, lambda m: (sample(m, "dcim_device_polls_total", 'device="main-1"')
                                      or 0) >= (polls or 0) + 3, "three polls of the glitch")
     sim.post("/devices/main-1/recover")
-    after = _scrape_until(daemon, lambda m: (_sample(
+    after = _scrape_until(daemon, lambda m: (sample(
         m, "dcim_device_energy_counter_refused_total", 'device="main-1"', 'reason="glitch"')
         or 0) >= 1, "the glitch counted")
     truth_after = sim.get("/devices/main-1")["model"]["energy_wh"]
@@ -114,7 +99,7 @@ def test_an_energy_counter_glitch_never_makes_the_ledger_jump(
     slack_j = power_w * 3 * 2.0
     for name, labels in (("dcim_device_energy_joules_total", ('device="main-1"',)),
                          ("dcim_facility_energy_joules_total", ())):
-        was, now = _sum(before, name, *labels), _sum(after, name, *labels)
+        was, now = total(before, name, *labels), total(after, name, *labels)
         assert was > 0 and now >= was, (name, was, now)
         assert now - was <= truth_j + slack_j, (name, now - was, truth_j)
-    assert _sample(after, "dcim_device_energy_counter_resets_total", 'device="main-1"') == 0
+    assert sample(after, "dcim_device_energy_counter_resets_total", 'device="main-1"') == 0

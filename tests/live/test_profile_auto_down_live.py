@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
-from support.daemon_process import DaemonProcess, Metrics
+from support.daemon_process import DaemonProcess, Metrics, sample
 from support.profiles import SNMP_FIXTURES
 from support.servers import SnmpsimServer, free_port, wait_until
 
@@ -20,28 +19,13 @@ from dcim.sim.child import SimulatorProcess
 LATE = "late-pdu"
 
 
-def _sample(metrics: Metrics, name: str, *labels: str) -> float | None:
-    """The value of the one series of `name` whose labels include all of `labels`."""
-    for series, value in metrics.items():
-        if series.startswith(name + "{") and all(label in series for label in labels):
-            return value
-    return None
-
-
-@pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[SimulatorProcess]:
-    sim = SimulatorProcess.start("tiny", tmp_path / "sim.yaml")
-    try:
-        yield sim
-    finally:
-        sim.stop()
 
 
 def test_a_down_auto_device_does_not_stop_the_site_and_is_identified_when_it_answers(
-        tmp_path: Path, simulator: SimulatorProcess,
+        tmp_path: Path, tiny: SimulatorProcess,
         snmpsim_factory: Callable[..., SnmpsimServer]) -> None:
     port = free_port("udp")  # nothing listens there yet
-    config = yaml.safe_load(simulator.config.read_text())
+    config = yaml.safe_load(tiny.config.read_text())
     config.setdefault("credentials", {})["px1"] = {"snmp_version": "2c",
                                                    "community": "raritan-px1"}
     site = tmp_path / "site.yaml"
@@ -66,14 +50,14 @@ def test_a_down_auto_device_does_not_stop_the_site_and_is_identified_when_it_ans
         def down_and_others_up() -> Metrics | None:
             m = daemon.metrics()
             assert isinstance(m, Metrics)
-            errors = _sample(m, "dcim_device_poll_errors_total", f'device="{LATE}"',
+            errors = sample(m, "dcim_device_poll_errors_total", f'device="{LATE}"',
                              'kind="unidentified"')
-            up = [_sample(m, "dcim_device_up", f'device="{d}"') for d in others]
+            up = [sample(m, "dcim_device_up", f'device="{d}"') for d in others]
             return m if errors and errors >= 2 and all(u == 1.0 for u in up) else None
 
         metrics = wait_until(down_and_others_up, timeout=60, interval=1,
                              what="the unidentified device down, the others up")
-        assert _sample(metrics, "dcim_device_up", f'device="{LATE}"', 'profile="auto"') == 0.0
+        assert sample(metrics, "dcim_device_up", f'device="{LATE}"', 'profile="auto"') == 0.0
         assert "profile not identified yet: no answer to sysObjectID" in daemon.log()
         assert "polled as down until it answers" in daemon.log()
 
@@ -84,12 +68,12 @@ def test_a_down_auto_device_does_not_stop_the_site_and_is_identified_when_it_ans
         def identified() -> Metrics | None:
             m = daemon.metrics()
             assert isinstance(m, Metrics)
-            up = _sample(m, "dcim_device_up", f'device="{LATE}"', 'profile="raritan-px1"')
+            up = sample(m, "dcim_device_up", f'device="{LATE}"', 'profile="raritan-px1"')
             return m if up == 1.0 else None
 
         metrics = wait_until(identified, timeout=60, interval=1,
                              what="the device identified and polled once it answered")
-        assert _sample(metrics, "dcim_device_up", f'device="{LATE}"', 'profile="auto"') is None
+        assert sample(metrics, "dcim_device_up", f'device="{LATE}"', 'profile="auto"') is None
         log = daemon.log()
         assert log.count(f"{LATE}: profile auto -> raritan-px1") == 1, log
         assert "config reloaded" in log

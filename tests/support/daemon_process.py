@@ -45,6 +45,21 @@ class Metrics(dict[str, float]):
         return super().get(self._key(name), default)  # type: ignore[call-overload]
 
 
+def sample(metrics: Metrics, name: str, *labels: str) -> float | None:
+    """The value of the first series of `name` whose labels include all of `labels`
+    (each written `key="value"`), None if there is none."""
+    for series, value in metrics.items():
+        if series.startswith(name + "{") and all(label in series for label in labels):
+            return value
+    return None
+
+
+def total(metrics: Metrics, name: str, *labels: str) -> float:
+    """The sum over the series of `name` whose labels include all of `labels`."""
+    return sum(v for series, v in metrics.items()
+               if series.startswith(name + "{") and all(label in series for label in labels))
+
+
 def _normal(name: str) -> str:
     bare, brace, labels = name.partition("{")
     if not brace:
