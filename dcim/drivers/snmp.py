@@ -414,7 +414,11 @@ class FastClient(SnmpDriver):
             async with self._slots:
                 binds = await call(device.host, device.port, creds, auth.version - 1,
                                    oids, *extra, timeout=device.timeout, retries=device.retries)
-        except SnmpTimeout:
+        except SnmpTimeout as exc:
+            if exc.refused:  # it answers, but nothing that is SNMP for this request
+                raise SnmpDeviceError(ErrorKind.PROTOCOL, f"{where}: no valid SNMP response "
+                                      f"within {device.timeout:g}s x {device.retries + 1}: "
+                                      f"{str(exc).split('; ', 1)[-1]}") from None
             raise SnmpDeviceError(ErrorKind.TIMEOUT, f"{where}: no SNMP response "
                                   f"within {device.timeout:g}s x {device.retries + 1}") from None
         except SnmpErrorStatus as exc:

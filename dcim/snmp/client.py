@@ -150,6 +150,16 @@ def udp_socket(family: int, host: str, port: int, rcvbuf: int) -> socket.socket:
 V3Answer: TypeAlias = tuple[V3Message, ScopedPdu]
 
 
+_NOTED_MAX: Final = 4
+
+
+def _note(pending: _Pending, why: str) -> None:
+    if len(pending.dropped) >= _NOTED_MAX:
+        del pending.dropped[0]
+    pending.dropped.append(why)
+    pending.refused += 1
+
+
 class _Pending:
     __slots__ = (
         "deadline",
@@ -158,6 +168,7 @@ class _Pending:
         "host",
         "payload",
         "port",
+        "refused",
         "retries_left",
         "sockaddr",
         "timeout",
@@ -179,7 +190,10 @@ class _Pending:
     ) -> None:
         self.fut = fut
         self.v3 = v3
-        self.dropped: list[str] = []  # why v3 answers to this request were refused
+        # why datagrams from this agent were refused while the request waited (the latest
+        # few): undecodable ones, v3 answers failing the USM checks
+        self.dropped: list[str] = []
+        self.refused = 0
         self.transport = transport
         self.sockaddr = sockaddr
         self.host: str = sockaddr[0]
@@ -582,6 +596,14 @@ class SnmpClient:
         finally:
             del self._discovering[key]
 
+    def _refused_from(self, addr: tuple[Any, ...], why: str) -> None:
+        """Note a datagram that cannot be an answer on the requests waiting for its sender, so
+        a device answering garbage is told from a silent one. Answers with a request id we are
+        not waiting for are not noted: a late answer to a request given up looks the same."""
+        for pending in self._pending.values():
+            if pending.port == addr[1] and pending.host == addr[0] and not pending.fut.done():
+                _note(pending, why)
+
     def _expired(self, pending: _Pending, rid: int, now: float) -> None:
         if pending.retries_left > 0:
             pending.retries_left -= 1
@@ -592,9 +614,9 @@ class SnmpClient:
             return
         self.stats.timeouts += 1
         text = f"no SNMP response from {pending.host}:{pending.port} (request {rid})"
-        if pending.dropped:
-            text += f"; {len(pending.dropped)} answers refused, last: {pending.dropped[-1]}"
-        pending.fut.set_exception(SnmpTimeout(text, len(pending.dropped)))
+        if pending.refused:
+            text += f"; {pending.refused} answers refused, last: {pending.dropped[-1]}"
+        pending.fut.set_exception(SnmpTimeout(text, pending.refused))
 
     def _on_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         # msgVersion right after the outer SEQUENCE's length: INTEGER 3 is SNMPv3
@@ -604,28 +626,27 @@ class SnmpClient:
             return
         try:
             msg = decode_message(data)
-        except SnmpDecodeError:
+        except SnmpDecodeError as exc:
             self.stats.malformed += 1
+            self._refused_from(addr, f"undecodable: {exc}")
             return
         pdu = msg.pdu
         pending = self._pending.get(pdu.request_id)
-        if (
-            pending is None
-            or pending.fut.done()
-            or addr[1] != pending.port
-            or addr[0] != pending.host
-            or pdu.type is not PduType.RESPONSE
-            or msg.version != pending.version
-        ):
+        if pending is None or pending.fut.done() or addr[1] != pending.port or addr[0] != pending.host:
             self.stats.unmatched += 1
+            return
+        if pdu.type is not PduType.RESPONSE or msg.version != pending.version:
+            self.stats.unmatched += 1
+            _note(pending, f"a {pdu.type.name} PDU of version {msg.version} is no answer")
             return
         pending.fut.set_result(msg)
 
     def _on_v3_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
             msg = decode_v3_message(data)
-        except SnmpDecodeError:
+        except SnmpDecodeError as exc:
             self.stats.malformed += 1
+            self._refused_from(addr, f"undecodable: {exc}")
             return
         pending = self._pending.get(msg.msg_id)
         if (
@@ -642,7 +663,7 @@ class SnmpClient:
         except UsmDrop as exc:
             log.debug("SNMPv3 answer from %s:%s dropped: %s", addr[0], addr[1], exc)
             self.stats.usm_dropped += 1
-            pending.dropped.append(str(exc))
+            _note(pending, str(exc))
             return
         pdu = scoped.pdu
         if pdu.type is PduType.REPORT or (

@@ -8,8 +8,9 @@ class SnmpError(Exception):
 
 
 class SnmpTimeout(SnmpError, TimeoutError):
-    """No acceptable response arrived after all retries; `refused` counts the SNMPv3 answers
-    that did arrive but were dropped (wrong digest, outside the time window, undecryptable)."""
+    """No acceptable response arrived after all retries; `refused` counts the datagrams from
+    the agent that did arrive but were dropped (undecodable; SNMPv3: wrong digest, outside the
+    time window, undecryptable)."""
 
     def __init__(self, message: str, refused: int = 0) -> None:
         super().__init__(message)

@@ -194,11 +194,14 @@ def test_hostile_devices_are_down_and_everything_else_keeps_its_schedule(
         daemon.close()
 
 
-# No valid answer (garbage, truncated or oversized frames, another request's id, silence) is
-# a timeout: the clients drop what they cannot decode and wait for a real answer. A walk that
-# never ends is cut by the poll deadline. The slow and overflow devices answer: no error.
+# SNMP datagrams that cannot be an answer (garbage, truncated or oversized frames) make a
+# `protocol` error: the client drops them, waits for a real answer, and when none comes says
+# the agent answered garbage. An answer to another request id is a timeout: a late answer to
+# a request given up looks the same. Modbus: pymodbus drops bad frames unseen, so timeouts.
+# A walk that never ends is cut by the poll deadline. The slow and overflow devices answer.
 EXPECTED_KINDS: dict[str, set[str]] = {
-    **{f"snmp-{mode}": {"timeout"} for mode in SNMP_MODES if mode != "endless"},
+    **{f"snmp-{mode}": {"protocol"} for mode in ("garbage", "truncated", "huge-length")},
+    "snmp-wrong-id": {"timeout"}, "snmp-silent": {"timeout"},
     "snmp-endless": {"deadline"},
     **{f"modbus-{mode}": {"timeout"} for mode in MODBUS_MODES},
     "snmp-slow": set(), "snmp-overflow": set(), "modbus-slow": set(), "modbus-overflow": set(),
