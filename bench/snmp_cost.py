@@ -90,8 +90,8 @@ def start_dcim(spec: str, ports: list[int], cpu: int | None,
                           f"--patches={','.join(names)}", f"--auth={auth or 'v2c'}",
                           *map(str, ports)], env)
     name = f"dcim-{engine}-control" if body.endswith("+") and not names else f"dcim-{spec}"
-    if baseline is not None:
-        name = f"dcim-{spec}-baseline"
+    if baseline is not None:  # dcim-fast-baseline, dcim-fast-baseline@sha-aes
+        name = f"dcim-{body}-baseline" + (f"@{auth}" if auth else "")
     return Poller(name, proc.pid, proc, [])
 
 
@@ -139,7 +139,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for engine in args.engines:
                 pollers.append(start_dcim(engine, agents.ports, poller_cpu))
             if args.baseline:
-                pollers.append(start_dcim("fast", agents.ports, poller_cpu, args.baseline))
+                for spec in args.baseline_engines:
+                    pollers.append(start_dcim(spec, agents.ports, poller_cpu, args.baseline))
             for p in pollers:  # warm up: sockets, caches, Go runtime, first-poll checks
                 warm = p.command(args.warmup, args.concurrency)
                 if warm["failed"]:
@@ -348,12 +349,16 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a directory holding another revision's dcim/ package (git worktree "
                              "add DIR main): its fast path is measured too, as dcim-fast-baseline")
+    parser.add_argument("--baseline-engines", default="fast",
+                        help="with --baseline: which of its pollers to run (as in --engines, "
+                             "e.g. fast,fast@sha-aes), each named dcim-SPEC-baseline")
     parser.add_argument("--profile", default="",
                         help="dcim workers (as in --engines) to sample with py-spy for one extra round")
     parser.add_argument("--native", action="store_true", help="with --profile: native frames too")
     args = parser.parse_args()
     args.engines = [e for e in args.engines.split(",") if e]
     args.exporter_auths = [a for a in args.exporter_auths.split(",") if a]
+    args.baseline_engines = [e for e in args.baseline_engines.split(",") if e]
     args.profile = [e for e in args.profile.split(",") if e]
     if args.rates:
         measure_rates(args)

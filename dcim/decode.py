@@ -94,16 +94,20 @@ class Decoded:
     raw: dict[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class _Context:
-    """What a row check needs: the point, the device kind, the rack cap."""
+    """What a row check needs: the point, the device kind, the rack cap. Built per point per
+    poll, so a plain slotted class (a frozen dataclass costs several times more to build)."""
 
-    point: str
-    kind: Kind
-    rack_cap_w: float | None
+    __slots__ = ("kind", "point", "rack_cap_w", "spec")
+
+    def __init__(self, point: str, kind: Kind, rack_cap_w: float | None) -> None:
+        self.point = point
+        self.kind = kind
+        self.rack_cap_w = rack_cap_w
+        self.spec = POINTS[point]
 
     def check(self, value: float) -> float:
-        why = check_range(POINTS[self.point], value, self.rack_cap_w, self.kind)
+        why = check_range(self.spec, value, self.rack_cap_w, self.kind)
         if why:
             raise Unavailable(Reason.OUT_OF_RANGE, why)
         return value
@@ -194,16 +198,21 @@ def _populated(rows: Mapping[str, RawValue]) -> dict[str, RawValue]:
 
 
 def _check(ctx: _Context, value: PointValue) -> tuple[PointValue, PointError | None]:
-    """Apply the point's physical range to the result: a bad scalar fails, bad rows drop."""
+    """Apply the point's physical range to the result: a bad scalar fails, bad rows drop.
+
+    Rows come from a read that range-checked each one already (`Rows.problems` holds those
+    refused), so only a plain mapping is checked row by row here."""
     if not isinstance(value, Mapping):
         return ctx.check(value), None
-    bad: dict[str, Unavailable] = dict(value.problems) if isinstance(value, Rows) else {}
-    good: dict[str, float] = {}
-    for row, v in value.items():
-        try:
-            good[row] = ctx.check(v)
-        except Unavailable as exc:
-            bad[row] = exc
+    if isinstance(value, Rows):
+        bad, good = dict(value.problems), dict(value)
+    else:
+        bad, good = {}, {}
+        for row, v in value.items():
+            try:
+                good[row] = ctx.check(v)
+            except Unavailable as exc:
+                bad[row] = exc
     if not bad:
         return good, None
     why = _rows_unavailable(bad)
@@ -213,6 +222,11 @@ def _check(ctx: _Context, value: PointValue) -> tuple[PointValue, PointError | N
 
 
 # --- SNMP -------------------------------------------------------------------------------------
+
+
+# Defaults of dict.get, made once rather than per point per poll.
+_NOT_RETURNED = Missing("not returned")
+_DECIMALS_MISSING = Missing("decimals not returned", Reason.READ_ERROR)
 
 
 def _snmp_rows(src: SnmpSource, data: SnmpData) -> dict[str, tuple[str, RawValue]]:
@@ -234,11 +248,10 @@ def _snmp_rows(src: SnmpSource, data: SnmpData) -> dict[str, tuple[str, RawValue
 def _snmp_exp10(src: SnmpSource, data: SnmpData, index: str | None) -> float:
     if src.decimals is None:
         return 0.0
-    missing = Missing("decimals not returned", Reason.READ_ERROR)
     if index is None:
-        raw = data.scalars.get(src.decimals, missing)
+        raw = data.scalars.get(src.decimals, _DECIMALS_MISSING)
     else:
-        raw = data.tables.get(src.decimals, {}).get(index, missing)
+        raw = data.tables.get(src.decimals, {}).get(index, _DECIMALS_MISSING)
     try:
         return -_exponent(_number(raw), "decimal digits")
     except Unavailable as exc:
@@ -248,7 +261,7 @@ def _snmp_exp10(src: SnmpSource, data: SnmpData, index: str | None) -> float:
 def read_snmp_source(src: SnmpSource, data: SnmpData, ctx: _Context) -> PointValue:
     """One SNMP source's value (every row range-checked), or Unavailable with the reason."""
     if src.oid is not None:
-        raw = data.scalars.get(src.oid, Missing("not returned"))
+        raw = data.scalars.get(src.oid, _NOT_RETURNED)
         return ctx.check(_scale(src, _number(raw), _snmp_exp10(src, data, None)))
     results: dict[str, float | Unavailable] = {}
     rows = _snmp_rows(src, data)

@@ -145,17 +145,20 @@ POINTS: dict[str, PointSpec] = {
 SCALE_EXPONENT_RANGE = (-6, 9)
 
 
+def _for(spec: PointSpec, kind: Kind | None) -> str:
+    return f" for a {kind}" if kind in spec.by_kind else ""
+
+
 def check_range(spec: PointSpec, value: float, rack_cap_w: float | None,
                 kind: Kind | None = None) -> str | None:
     """Return why a scaled value is physically impossible, or None when it is usable."""
     if math.isnan(value) or math.isinf(value):
         return f"not a finite number ({value})"
     low, high = spec.range_for(kind)
-    where = f" for a {kind}" if kind in spec.by_kind else ""
     if value < low:
-        return f"{value:g} {spec.unit} below the physical minimum {low:g}{where}"
+        return f"{value:g} {spec.unit} below the physical minimum {low:g}{_for(spec, kind)}"
     if value > high:
-        return f"{value:g} {spec.unit} above the physical maximum {high:g}{where}"
+        return f"{value:g} {spec.unit} above the physical maximum {high:g}{_for(spec, kind)}"
     if spec.rack_power and rack_cap_w is not None and value > 2 * rack_cap_w:
         return f"{value:g} W above twice the rack cap ({2 * rack_cap_w:g} W)"
     return None

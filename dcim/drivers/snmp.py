@@ -279,23 +279,29 @@ class SnmpDriver:
                     break
                 raise SnmpDeviceError(ErrorKind.PROTOCOL,
                                       f"{device.host}: walk failed: {exc.status}") from None
-            finished: set[str] = set()
+            # The answer interleaves the columns (repetition r holds binds[r * width + j] for
+            # column j): take each column's stride, up to where it left its column or ended.
+            still: list[str] = []
             width = len(active)
-            for i, (oid_t, raw) in enumerate(binds):
-                column = active[i % width]
-                if column in finished:
-                    continue
+            for j, column in enumerate(active):
                 prefix = prefixes[column]
                 size = len(prefix)
-                if (oid_t[:size] != prefix or oid_t <= cursor[column]
-                        or (isinstance(raw, Missing) and raw.reason == "endOfMibView")):
-                    finished.add(column)
-                    continue
-                tables[column][_dotted(oid_t[size:])] = raw
-                cursor[column] = oid_t
+                rows = tables[column]
+                last = cursor[column]
+                ended = False
+                for oid_t, raw in binds[j::width]:
+                    if (oid_t[:size] != prefix or oid_t <= last
+                            or (isinstance(raw, Missing) and raw.reason == "endOfMibView")):
+                        ended = True
+                        break
+                    rows[_dotted(oid_t[size:])] = raw
+                    last = oid_t
+                cursor[column] = last
+                if not ended:
+                    still.append(column)
             if not binds:
                 break
-            active = [c for c in active if c not in finished]
+            active = still
         return tables, passed
 
 
