@@ -59,7 +59,7 @@ class ErrorKind(StrEnum):
     CONNECT = "connect"              # TCP connection refused or not established
     NETWORK = "network"              # a socket error (unreachable, reset)
     RESOLVE = "resolve"              # the host name does not resolve
-    PROTOCOL = "protocol"            # garbage, an error status, a short answer
+    PROTOCOL = "protocol"            # garbage answers (and no valid one), an error status, a short answer
     EXCEPTION = "exception"          # Modbus: every register read refused with an exception
     PROFILE_MISMATCH = "profile_mismatch"  # sysObjectID says it is another model
     # `profile: auto` and the device has not answered sysObjectID yet: asked again each poll
