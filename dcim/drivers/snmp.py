@@ -424,7 +424,7 @@ class FastClient(SnmpDriver):
             if exc.refused:  # it answers, but nothing that is SNMP for this request
                 raise SnmpDeviceError(ErrorKind.PROTOCOL, f"{where}: no valid SNMP response "
                                       f"within {device.timeout:g}s x {device.retries + 1}: "
-                                      f"{str(exc).split('; ', 1)[-1]}") from None
+                                      f"{exc.refused} answers refused, last: {exc.last}") from None
             raise SnmpDeviceError(ErrorKind.TIMEOUT, f"{where}: no SNMP response "
                                   f"within {device.timeout:g}s x {device.retries + 1}") from None
         except SnmpErrorStatus as exc:

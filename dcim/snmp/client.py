@@ -616,7 +616,8 @@ class SnmpClient:
         text = f"no SNMP response from {pending.host}:{pending.port} (request {rid})"
         if pending.refused:
             text += f"; {pending.refused} answers refused, last: {pending.dropped[-1]}"
-        pending.fut.set_exception(SnmpTimeout(text, pending.refused))
+        last = pending.dropped[-1] if pending.dropped else ""
+        pending.fut.set_exception(SnmpTimeout(text, pending.refused, last))
 
     def _on_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         # msgVersion right after the outer SEQUENCE's length: INTEGER 3 is SNMPv3

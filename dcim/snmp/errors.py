@@ -12,6 +12,7 @@ class SnmpTimeout(SnmpError, TimeoutError):
     the agent that did arrive but were dropped (undecodable; SNMPv3: wrong digest, outside the
     time window, undecryptable)."""
 
-    def __init__(self, message: str, refused: int = 0) -> None:
+    def __init__(self, message: str, refused: int = 0, last: str = "") -> None:
         super().__init__(message)
         self.refused = refused
+        self.last = last  # why the last of them was dropped
