@@ -111,13 +111,14 @@ class _One:
         yield self._metric
 
 
+def text(family: Metric) -> str:
+    """One family's exposition text (Family fast, any other Metric as prometheus_client
+    writes it)."""
+    if isinstance(family, Family):
+        return family.text()
+    return generate_latest(_One(family)).decode()
+
+
 def write(families: Iterable[Metric]) -> bytes:
-    """The text exposition of these families (Family fast, any other Metric as
-    prometheus_client writes it)."""
-    parts: list[str] = []
-    for family in families:
-        if isinstance(family, Family):
-            parts.append(family.text())
-        else:
-            parts.append(generate_latest(_One(family)).decode())
-    return "".join(parts).encode()
+    """The text exposition of these families."""
+    return "".join(map(text, families)).encode()

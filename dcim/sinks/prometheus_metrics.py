@@ -7,6 +7,7 @@ health counters; nothing here computes PUE or totals. Series whose value is with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Final, TypeVar
 
 from prometheus_client.metrics_core import Metric
 
@@ -67,9 +68,37 @@ def _c(name: str, doc: str, labels: list[str]) -> Family:
     return Family(name, doc, "counter", labels)
 
 
+T = TypeVar("T")
+
+
+class Pause:
+    """Between families, or inside one built over every device: a place where a render done
+    in slices may let the event loop run (`render_parts`); `render` leaves them out."""
+
+    __slots__ = ()
+
+
+PAUSE: Final = Pause()
+PAUSE_EVERY: Final = 200  # devices between pauses inside one loop over the site
+
+
+def _pauses(items: Iterable[T]) -> Iterator[T | Pause]:
+    """The items, with a PAUSE after every PAUSE_EVERY of them."""
+    for i, item in enumerate(items, 1):
+        yield item
+        if i % PAUSE_EVERY == 0:
+            yield PAUSE
+
+
 def render(pub: Published | None,
            extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> Iterator[Metric]:
     """Every dcim series for one scrape."""
+    return (part for part in render_parts(pub, extra) if not isinstance(part, Pause))
+
+
+def render_parts(pub: Published | None, extra: Iterable[Callable[[], Iterable[Metric]]] = (),
+                 ) -> Iterator[Metric | Pause]:
+    """`render`, with PAUSE markers where the site's largest loops may be cut into slices."""
     info = Family("dcim_build", "dcim version information", "info", ["version"])
     info.add_metric([__version__], 1.0)
     yield info
@@ -276,11 +305,14 @@ def _shelves(pub: Published) -> Iterator[Metric]:
     yield from (installed, healthy, capacity, n1, load, redundant)
 
 
-def _points(pub: Published) -> Iterator[Metric]:
+def _points(pub: Published) -> Iterator[Metric | Pause]:
     """Every fresh device point, as dcim_<kind>_<quantity>{<kind>=id}."""
     site = pub.site.name
     families: dict[str, Family] = {}
-    for device in pub.snapshot.devices.values():
+    for device in _pauses(pub.snapshot.devices.values()):
+        if isinstance(device, Pause):
+            yield device
+            continue
         for point, value in device.values.items():
             spec = POINT_METRICS.get(point)
             if spec is None:
@@ -300,7 +332,7 @@ def _points(pub: Published) -> Iterator[Metric]:
     yield from families.values()
 
 
-def _energy(pub: Published) -> Iterator[Metric]:
+def _energy(pub: Published) -> Iterator[Metric | Pause]:
     site = pub.site.name
     facility = _c("dcim_facility_energy_joules", "Facility energy since dcim first started",
                   ["site", "method"])
@@ -323,7 +355,11 @@ def _energy(pub: Published) -> Iterator[Metric]:
                  "Energy counter readings not taken as they are: jump (an increase beyond what "
                  "the device's power could deliver), glitch (a drop that came back)",
                  ["site", "device", "reason"])
-    for device_id, state in sorted(pub.device_energy.items()):
+    for item in _pauses(sorted(pub.device_energy.items())):
+        if isinstance(item, Pause):
+            yield item
+            continue
+        device_id, state = item
         if device_id in pub.site.devices:
             device.add_metric([site, device_id, state.method], state.total_j)
             resets.add_metric([site, device_id], float(state.resets))
@@ -332,7 +368,7 @@ def _energy(pub: Published) -> Iterator[Metric]:
     yield from (facility, it, rack, device, resets, refused)
 
 
-def _devices(pub: Published, health: Health) -> Iterator[Metric]:
+def _devices(pub: Published, health: Health) -> Iterator[Metric | Pause]:
     site = pub.site.name
     up = _g("dcim_device_up", "1 when the device's latest poll succeeded",
             ["site", "device", "profile", "kind"])
@@ -352,7 +388,10 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric]:
                    ["site", "device"])
     info = _g("dcim_device_info", "Where a device sits: 1 per device, for joins and grouping",
               ["site", "device", "profile", "kind", "rack", "feed", "hall"])
-    for dev in pub.snapshot.devices.values():
+    for dev in _pauses(pub.snapshot.devices.values()):
+        if isinstance(dev, Pause):
+            yield dev
+            continue
         rack = pub.site.racks.get(dev.rack or "")
         info.add_metric([site, dev.id, dev.profile, dev.kind, dev.rack or "", dev.feed or "",
                          (rack.hall if rack else None) or ""], 1.0)

@@ -114,3 +114,83 @@ def test_sink_renders_once_per_published_and_caches_gzip() -> None:
     text = sink.exposition().decode()
     assert "dcim_metrics_renders_total 1.0" in text  # counted before this render
     assert parsed(body)  # and it parses
+
+
+async def test_a_scrape_is_rendered_on_the_event_loop_in_slices() -> None:
+    import asyncio
+    import threading
+    import urllib.request
+
+    world = World()
+    world.poll_all(100.0)
+    sink = PrometheusSink("127.0.0.1:0")
+    rendered_on: list[int] = []
+    sink.extra.append(lambda: rendered_on.append(threading.get_ident()) or ())
+    sink.start()
+    try:
+        sink.published = world.published(101.0)
+        ticks = 0
+
+        async def ticker() -> None:  # stands for the polls that run between the slices
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        url = f"http://127.0.0.1:{sink.port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+        task.cancel()
+    finally:
+        sink.stop()
+    assert rendered_on == [threading.get_ident()]  # this test's loop, not the HTTP thread
+    assert parsed(body) and b"dcim_device_up" in body
+    assert ticks > 0 and sink.stats.renders == 1 and sink.stats.render_seconds > 0
+
+
+def test_a_wedged_loop_does_not_stop_scrapes() -> None:
+    import asyncio
+    import threading
+    import time
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    world = World()
+    world.poll_all(100.0)
+    sink = PrometheusSink("127.0.0.1:0")
+    rendered_on: list[int] = []
+    sink.extra.append(lambda: rendered_on.append(threading.get_ident()) or ())
+    asyncio.run_coroutine_threadsafe(_start(sink), loop).result(5)
+    sink.loop_wait = 0.2
+    try:
+        sink.published = world.published(101.0)
+        loop.call_soon_threadsafe(time.sleep, 1.5)  # the loop is stuck in a callback
+        body = sink.exposition()
+    finally:
+        sink.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    assert parsed(body)
+    assert threading.get_ident() in rendered_on  # rendered here, in the scraping thread
+
+
+async def _start(sink: PrometheusSink) -> None:
+    sink.start()
+
+
+async def test_the_sliced_render_is_the_same_exposition() -> None:
+    from dcim.sinks import prometheus
+
+    world = World()
+    world.poll_all(100.0)
+    pub = world.published(101.0)
+    sink = PrometheusSink("127.0.0.1:0")
+    expected = exposition.write(render(pub, [sink._own]))  # before the render counts itself
+    prometheus.RENDER_SLICE_S = 0.0  # a pause at every chance
+    try:
+        sliced = await sink._render_sliced(pub)
+    finally:
+        prometheus.RENDER_SLICE_S = 0.005
+    assert sliced == expected
