@@ -201,7 +201,7 @@ class SnmpDriver:
             (self._absent if isinstance(values[s], Missing) else self._get_only).add((*where, s))
         values.update(passed)
         for s in folded:
-            values.setdefault(s, Missing("noSuchObject"))
+            values.setdefault(s, _WIRE_MISSING[0x80])  # noSuchObject
         return {s: values[s] for s in scalars}, tables
 
     async def walk(self, device: DeviceSpec, columns: Sequence[str],

@@ -7,7 +7,7 @@ health counters; nothing here computes PUE or totals. Series whose value is with
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Final, TypeVar
+from typing import Final
 
 from prometheus_client.metrics_core import Metric
 
@@ -68,9 +68,6 @@ def _c(name: str, doc: str, labels: list[str]) -> Family:
     return Family(name, doc, "counter", labels)
 
 
-T = TypeVar("T")
-
-
 class Pause:
     """Between families, or inside one built over every device: a place where a render done
     in slices may let the event loop run (`render_parts`); `render` leaves them out."""
@@ -80,14 +77,6 @@ class Pause:
 
 PAUSE: Final = Pause()
 PAUSE_EVERY: Final = 200  # devices between pauses inside one loop over the site
-
-
-def _pauses(items: Iterable[T]) -> Iterator[T | Pause]:
-    """The items, with a PAUSE after every PAUSE_EVERY of them."""
-    for i, item in enumerate(items, 1):
-        yield item
-        if i % PAUSE_EVERY == 0:
-            yield PAUSE
 
 
 def render(pub: Published | None,
@@ -309,10 +298,9 @@ def _points(pub: Published) -> Iterator[Metric | Pause]:
     """Every fresh device point, as dcim_<kind>_<quantity>{<kind>=id}."""
     site = pub.site.name
     families: dict[str, Family] = {}
-    for device in _pauses(pub.snapshot.devices.values()):
-        if isinstance(device, Pause):
-            yield device
-            continue
+    for i, device in enumerate(pub.snapshot.devices.values(), 1):
+        if i % PAUSE_EVERY == 0:
+            yield PAUSE
         for point, value in device.values.items():
             spec = POINT_METRICS.get(point)
             if spec is None:
@@ -355,11 +343,9 @@ def _energy(pub: Published) -> Iterator[Metric | Pause]:
                  "Energy counter readings not taken as they are: jump (an increase beyond what "
                  "the device's power could deliver), glitch (a drop that came back)",
                  ["site", "device", "reason"])
-    for item in _pauses(sorted(pub.device_energy.items())):
-        if isinstance(item, Pause):
-            yield item
-            continue
-        device_id, state = item
+    for i, (device_id, state) in enumerate(sorted(pub.device_energy.items()), 1):
+        if i % PAUSE_EVERY == 0:
+            yield PAUSE
         if device_id in pub.site.devices:
             device.add_metric([site, device_id, state.method], state.total_j)
             resets.add_metric([site, device_id], float(state.resets))
@@ -388,10 +374,9 @@ def _devices(pub: Published, health: Health) -> Iterator[Metric | Pause]:
                    ["site", "device"])
     info = _g("dcim_device_info", "Where a device sits: 1 per device, for joins and grouping",
               ["site", "device", "profile", "kind", "rack", "feed", "hall"])
-    for dev in _pauses(pub.snapshot.devices.values()):
-        if isinstance(dev, Pause):
-            yield dev
-            continue
+    for i, dev in enumerate(pub.snapshot.devices.values(), 1):
+        if i % PAUSE_EVERY == 0:
+            yield PAUSE
         rack = pub.site.racks.get(dev.rack or "")
         info.add_metric([site, dev.id, dev.profile, dev.kind, dev.rack or "", dev.feed or "",
                          (rack.hall if rack else None) or ""], 1.0)

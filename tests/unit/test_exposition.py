@@ -7,8 +7,12 @@ floats included. The sink renders once per Published and serves cached bytes and
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import math
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 
 from hypothesis import given, settings
@@ -19,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.sink_site import World
 
 from dcim.metric_families import counter, gauge
-from dcim.sinks import exposition
+from dcim.sinks import exposition, prometheus
 from dcim.sinks.exposition import Family
 from dcim.sinks.prometheus import PrometheusSink
 from dcim.sinks.prometheus_metrics import render
@@ -117,9 +121,6 @@ def test_sink_renders_once_per_published_and_caches_gzip() -> None:
 
 
 async def test_a_scrape_is_rendered_on_the_event_loop_in_slices() -> None:
-    import asyncio
-    import threading
-    import urllib.request
 
     world = World()
     world.poll_all(100.0)
@@ -149,9 +150,6 @@ async def test_a_scrape_is_rendered_on_the_event_loop_in_slices() -> None:
 
 
 def test_a_wedged_loop_does_not_stop_scrapes() -> None:
-    import asyncio
-    import threading
-    import time
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -181,7 +179,6 @@ async def _start(sink: PrometheusSink) -> None:
 
 
 async def test_the_sliced_render_is_the_same_exposition() -> None:
-    from dcim.sinks import prometheus
 
     world = World()
     world.poll_all(100.0)
